@@ -1,0 +1,87 @@
+"""Helpers shared by the CI helper tests: sample files and event documents."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+WEBHOOK_SAMPLES = ROOT / "relay" / "samples" / "webhooks"
+API_FIXTURES = ROOT / "tests" / "fixtures" / "api"
+
+ASC_URL = "http://127.0.0.1:9/asc"
+GITHUB_URL = "http://127.0.0.1:9/github"
+JIRA_URL = "http://127.0.0.1:9/jira"
+SLACK_API_URL = "http://127.0.0.1:9/slack/api"
+SLACK_WEBHOOK_URL = "http://127.0.0.1:9/slack/services/T000/B000/s3cr3tWebhookPath"
+
+#: Distinctive fake secrets; tests assert that none of them is ever printed.
+SECRETS = {
+    "GITHUB_TOKEN": "ghs_fakeGithubTokenValue123",
+    "JIRA_API_TOKEN": "fake-jira-api-token-456",
+    "SLACK_BOT_TOKEN": "xoxb-fake-slack-bot-token-789",
+    "SLACK_WEBHOOK_URL": SLACK_WEBHOOK_URL,
+}
+
+
+def sample_paths() -> list[Path]:
+    """Return every raw webhook body in the relay's samples, headers excluded."""
+    return sorted(
+        path
+        for path in WEBHOOK_SAMPLES.glob("*.json")
+        if not path.name.endswith(".headers.json")
+    )
+
+
+def load_sample(name: str) -> dict[str, Any]:
+    return json.loads((WEBHOOK_SAMPLES / name).read_text(encoding="utf-8"))
+
+
+def load_fixture(name: str) -> dict[str, Any]:
+    return json.loads((API_FIXTURES / name).read_text(encoding="utf-8"))
+
+
+def client_payload(
+    event: str,
+    resource_type: str,
+    resource_id: str,
+    *,
+    old_state: str | None = None,
+    new_state: str | None = None,
+    timestamp: str | None = None,
+    history: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Build a client_payload in the shape the relay sends."""
+    return {
+        "event": event,
+        "id": f"evt-{resource_id}",
+        "old_state": old_state,
+        "new_state": new_state,
+        "resource": {
+            "type": resource_type,
+            "id": resource_id,
+            "url": f"https://api.appstoreconnect.apple.com/v1/{resource_type}/{resource_id}",
+        },
+        "timestamp": timestamp,
+        "route": "default",
+        "relay": {
+            "received_at": "2026-12-04T10:00:00Z",
+            "request_uuid": "7b64238e-16db-31a0-5fd5-944a7c61b45f",
+            "history": history or [],
+        },
+    }
+
+
+def github_event(payload: dict[str, Any]) -> dict[str, Any]:
+    """Wrap a client_payload the way GitHub writes $GITHUB_EVENT_PATH."""
+    return {
+        "action": "asc-webhook",
+        "client_payload": payload,
+        "repository": {"full_name": "acme/app"},
+    }
+
+
+def write_json(path: Path, document: Any) -> Path:
+    path.write_text(json.dumps(document), encoding="utf-8")
+    return path
