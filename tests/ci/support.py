@@ -85,3 +85,22 @@ def github_event(payload: dict[str, Any]) -> dict[str, Any]:
 def write_json(path: Path, document: Any) -> Path:
     path.write_text(json.dumps(document), encoding="utf-8")
     return path
+
+
+def no_sleep(seconds: float) -> None:
+    """Stand in for time.sleep so retries run instantly."""
+
+
+def make_asc(base_url: str = ASC_URL) -> Any:
+    """Return an App Store Connect client with a throwaway P-256 key."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from ci.asc import AppStoreConnect
+    from ci.credentials import AscCredentials
+
+    credentials = AscCredentials(
+        key_id="ABCDE12345",
+        issuer_id="57246542-96fe-1a63-e053-0824d011072a",
+        private_key=ec.generate_private_key(ec.SECP256R1()),
+    )
+    return AppStoreConnect(credentials, base_url=base_url, sleep=no_sleep)
