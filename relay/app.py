@@ -1,0 +1,230 @@
+"""The relay's HTTP side: receive, verify and record App Store Connect webhooks.
+
+The view answers only after the delivery is committed to SQLite; sending it
+to GitHub is the dispatcher's job, so App Store Connect gets its answer in
+milliseconds whatever GitHub is doing.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from typing import Any
+
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from relay.config import DEFAULT_ROUTE, Settings
+from relay.dispatcher import HEARTBEAT, HEARTBEAT_INTERVAL
+from relay.events import InvalidPayload, dedupe_key, parse_event
+from relay.signatures import SIGNATURE_HEADER, SignatureError, verify
+from relay.store import NewDelivery, Store
+
+logger = logging.getLogger(__name__)
+
+#: Header App Store Connect sends with a unique id for each request.
+REQUEST_UUID_HEADER = "x-apple-request-uuid"
+
+
+def create_app(settings: Settings, store: Store | None = None) -> Flask:
+    """Build the relay's Flask application."""
+    app = Flask("relay")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.extensions["relay.settings"] = settings
+    app.extensions["relay.store"] = store or Store(settings.database)
+
+    app.add_url_rule("/webhook", "webhook", _receive, methods=["POST"], defaults={"route": None})
+    app.add_url_rule("/webhook/<route>", "webhook_route", _receive, methods=["POST"])
+    app.add_url_rule("/healthz", "healthz", _healthz, methods=["GET"])
+    app.add_url_rule("/readyz", "readyz", _readyz, methods=["GET"])
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected_error)
+    return app
+
+
+def _settings() -> Settings:
+    from flask import current_app
+
+    return current_app.extensions["relay.settings"]  # type: ignore[no-any-return]
+
+
+def _store() -> Store:
+    from flask import current_app
+
+    return current_app.extensions["relay.store"]  # type: ignore[no-any-return]
+
+
+def _answer(status: int, body: dict[str, Any], **headers: str) -> Response:
+    response = jsonify(body)
+    response.status_code = status
+    for name, value in headers.items():
+        response.headers[name.replace("_", "-")] = value
+    return response
+
+
+def _receive(route: str | None) -> Response:
+    settings = _settings()
+    name = DEFAULT_ROUTE if route is None else route
+    target = settings.routes.get(name)
+    # "/webhook/default" is not an alias: the default route lives at /webhook.
+    if target is None or (route is not None and name == DEFAULT_ROUTE):
+        return _answer(404, {"error": "not_found", "message": f"no route named {name!r}"})
+
+    request_uuid = _clean_header(request.headers.get(REQUEST_UUID_HEADER))
+    ids = {"route": name, "request_uuid": request_uuid}
+
+    # The limit is checked before reading: a body over it is never read whole.
+    declared = request.content_length
+    if declared is not None and declared > settings.max_body_bytes:
+        return _too_large(settings, ids)
+    try:
+        body = request.get_data(cache=True)
+    except RequestEntityTooLarge:
+        return _too_large(settings, ids)
+
+    signatures = request.headers.getlist(SIGNATURE_HEADER)
+    try:
+        if len(signatures) > 1:
+            raise SignatureError("more than one x-apple-signature header")
+        verify(body, signatures[0] if signatures else None, target.secrets)
+    except SignatureError as exc:
+        logger.warning("rejected delivery: %s", exc.reason, extra=ids)
+        return _answer(401, {"error": "invalid_signature", "message": exc.reason})
+
+    try:
+        event, _document = parse_event(body)
+    except InvalidPayload as exc:
+        return _record_invalid(name, body, request_uuid, str(exc), ids)
+
+    state = "pending" if target.accepts(event.type, event.new_state) else "filtered"
+    delivery = NewDelivery(
+        route=name,
+        dedupe_key=dedupe_key(event, body),
+        body=body,
+        state=state,
+        event_id=event.id,
+        event_type=event.type,
+        resource_type=event.resource.type if event.resource else None,
+        resource_id=event.resource.id if event.resource else None,
+        resource_url=event.resource.url if event.resource else None,
+        old_state=event.old_state,
+        new_state=event.new_state,
+        event_timestamp=event.timestamp,
+        request_uuid=request_uuid,
+    )
+    ids.update(event_id=event.id, event_type=event.type)
+    try:
+        recorded = _store().record(delivery)
+    except sqlite3.Error as exc:
+        return _store_unavailable(exc, ids)
+
+    ids["delivery"] = recorded.id
+    if not recorded.new:
+        logger.info("repeated delivery answered without dispatch", extra=ids)
+        return _answer(200, {"status": "duplicate", "delivery": recorded.id})
+    if state == "filtered":
+        logger.info("delivery recorded; the route's filter skips it", extra=ids)
+        return _answer(200, {"status": "filtered", "delivery": recorded.id})
+    logger.info(
+        "delivery accepted: %s %s -> %s", event.type, event.old_state, event.new_state,
+        extra=ids,
+    )
+    return _answer(200, {"status": "accepted", "delivery": recorded.id})
+
+
+def _record_invalid(
+    route: str, body: bytes, request_uuid: str | None, reason: str, ids: dict[str, Any]
+) -> Response:
+    """Keep a signed but unreadable body, so nothing that was signed is lost."""
+    delivery = NewDelivery(
+        route=route,
+        dedupe_key=dedupe_key(None, body),
+        body=body,
+        state="invalid",
+        request_uuid=request_uuid,
+    )
+    try:
+        recorded = _store().record(delivery)
+    except sqlite3.Error as exc:
+        return _store_unavailable(exc, ids)
+    ids["delivery"] = recorded.id
+    logger.warning("signed delivery is not an App Store Connect event: %s", reason, extra=ids)
+    return _answer(
+        400, {"error": "invalid_payload", "message": reason, "delivery": recorded.id}
+    )
+
+
+def _too_large(settings: Settings, ids: dict[str, Any]) -> Response:
+    logger.warning("rejected delivery: body over %d bytes", settings.max_body_bytes, extra=ids)
+    # Closing the connection spares the server from reading the rest of the body.
+    return _answer(
+        413,
+        {
+            "error": "payload_too_large",
+            "message": f"body is larger than {settings.max_body_bytes} bytes",
+        },
+        Connection="close",
+    )
+
+
+def _store_unavailable(exc: sqlite3.Error, ids: dict[str, Any]) -> Response:
+    logger.error("cannot record delivery: %s", exc, extra=ids)
+    return _answer(
+        503,
+        {"error": "unavailable", "message": "the relay cannot record deliveries right now"},
+        Retry_After="30",
+    )
+
+
+def _healthz() -> Response:
+    return _answer(200, {"status": "ok"})
+
+
+def _readyz() -> Response:
+    problems: list[str] = []
+    store = _store()
+    try:
+        store.check_writable()
+        beat = store.last_beat(HEARTBEAT)
+    except sqlite3.Error as exc:
+        problems.append(f"database not writable: {exc}")
+        beat = None
+    if not problems:
+        if beat is None:
+            problems.append("dispatcher has not started")
+        elif time.time() - beat > 3 * HEARTBEAT_INTERVAL:
+            problems.append(f"dispatcher silent for {time.time() - beat:.0f}s")
+    if problems:
+        return _answer(503, {"status": "unavailable", "problems": problems})
+    return _answer(200, {"status": "ready"})
+
+
+def _http_error(exc: HTTPException) -> Response:
+    code = exc.code or 500
+    if isinstance(exc, RequestEntityTooLarge):
+        return _too_large(_settings(), {"route": None, "request_uuid": None})
+    names = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
+    response = _answer(code, {"error": names.get(code, "http_error"), "message": exc.description})
+    if code == 405 and exc.get_response().headers.get("Allow"):
+        response.headers["Allow"] = exc.get_response().headers["Allow"]
+    return response
+
+
+def _unexpected_error(exc: Exception) -> Response:
+    logger.exception("unexpected error while handling %s %s", request.method, request.path)
+    return _answer(
+        503,
+        {"error": "unavailable", "message": "the relay could not handle this request"},
+        Retry_After="30",
+    )
+
+
+def _clean_header(value: str | None) -> str | None:
+    """Keep a header for logs only when it is short printable ASCII."""
+    if not value:
+        return None
+    value = value.strip()
+    if not value.isascii() or not value.isprintable() or len(value) > 128:
+        return None
+    return value

@@ -1,0 +1,410 @@
+"""Relay settings from the environment and an optional YAML file of routes.
+
+With no ``RELAY_CONFIG`` the environment describes the single default route
+(``POST /webhook``). A YAML file describes one or more named routes, one per
+app, each with its own secrets, repository, event type and event filter.
+Secret values themselves always come from the environment or from files,
+never from the YAML text.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_ROUTE = "default"
+DEFAULT_EVENT_TYPE = "asc-webhook"
+DEFAULT_GITHUB_API_URL = "https://api.github.com"
+DEFAULT_DATABASE = "relay.db"
+#: Bodies above this size are answered 413 without being read.
+MAX_BODY_BYTES = 1024 * 1024
+#: A delivery still failing this long after receipt is marked failed.
+DEFAULT_MAX_RETRY_AGE = 24 * 3600.0
+
+ROUTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+REPOSITORY = re.compile(r"^[A-Za-z0-9-]{1,39}/[A-Za-z0-9._-]{1,100}$")
+ROUTE_KEYS = frozenset(
+    {
+        "repository",
+        "event_type",
+        "events",
+        "states",
+        "secret_env",
+        "secret_file",
+        "previous_secret_env",
+        "previous_secret_file",
+        "github_token_env",
+        "github_token_file",
+        "github_app_id",
+        "github_app_private_key_env",
+        "github_app_private_key_file",
+        "github_app_installation_id",
+    }
+)
+TOP_KEYS = frozenset({"database", "github_api_url", "max_retry_age", "routes"})
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid; the message names it and the fix."""
+
+
+@dataclass(frozen=True)
+class GitHubAuth:
+    """How a route authenticates to GitHub: a token, or a GitHub App."""
+
+    token: str | None = field(default=None, repr=False)
+    app_id: str | None = None
+    app_private_key: str | None = field(default=None, repr=False)
+    installation_id: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return "token" if self.token else "app"
+
+
+@dataclass(frozen=True)
+class Route:
+    """One webhook endpoint and the repository its events are dispatched to."""
+
+    name: str
+    secrets: tuple[bytes, ...] = field(repr=False)
+    repository: str
+    event_type: str
+    github: GitHubAuth | None
+    events: frozenset[str] | None = None
+    states: frozenset[str] | None = None
+
+    @property
+    def path(self) -> str:
+        return "/webhook" if self.name == DEFAULT_ROUTE else f"/webhook/{self.name}"
+
+    def accepts(self, event_type: str, new_state: str | None) -> bool:
+        """Return whether the route's filter lets an event through."""
+        if self.events is not None and event_type not in self.events:
+            return False
+        if self.states is not None and new_state is not None:
+            return new_state in self.states
+        return True
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the relay reads at start-up."""
+
+    routes: dict[str, Route]
+    database: str
+    github_api_url: str = DEFAULT_GITHUB_API_URL
+    dry_run: bool = False
+    max_body_bytes: int = MAX_BODY_BYTES
+    max_retry_age: float = DEFAULT_MAX_RETRY_AGE
+    log_format: str = "text"
+
+    def secret_values(self) -> list[str]:
+        """Every secret the relay holds, for the log redaction filter."""
+        values: list[str] = []
+        for route in self.routes.values():
+            values += [secret.decode("utf-8", "replace") for secret in route.secrets]
+            if route.github is not None:
+                values += [v for v in (route.github.token, route.github.app_private_key) if v]
+        return values
+
+
+def load_settings(environ: Mapping[str, str] | None = None, *, dry_run: bool = False) -> Settings:
+    """Read the settings, raising :class:`ConfigError` for anything unusable."""
+    env = os.environ if environ is None else environ
+    dry_run = dry_run or _flag(env, "RELAY_DRY_RUN")
+    config_path = env.get("RELAY_CONFIG", "").strip()
+    document = _read_yaml(config_path) if config_path else {}
+
+    unknown = sorted(set(document) - TOP_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"{config_path}: unknown key {unknown[0]!r}; allowed keys: {', '.join(sorted(TOP_KEYS))}"
+        )
+    github_api_url = (
+        env.get("GITHUB_API_URL") or document.get("github_api_url") or DEFAULT_GITHUB_API_URL
+    )
+    if not re.match(r"^https?://[^\s/]+", str(github_api_url)):
+        raise ConfigError(
+            f"GITHUB_API_URL {github_api_url!r} is not an http(s) URL: "
+            "leave it unset for github.com or set it to https://HOST/api/v3 for GitHub Enterprise Server"
+        )
+
+    if config_path:
+        routes = _routes_from_yaml(document.get("routes"), env, config_path, dry_run)
+    else:
+        routes = {DEFAULT_ROUTE: _route_from_env(env, dry_run)}
+
+    return Settings(
+        routes=routes,
+        database=env.get("RELAY_DATABASE") or str(document.get("database") or DEFAULT_DATABASE),
+        github_api_url=str(github_api_url).rstrip("/"),
+        dry_run=dry_run,
+        max_retry_age=_seconds(env, document, "RELAY_MAX_RETRY_AGE", "max_retry_age"),
+        log_format="json" if env.get("RELAY_LOG_FORMAT", "").lower() == "json" else "text",
+    )
+
+
+def _route_from_env(env: Mapping[str, str], dry_run: bool) -> Route:
+    secrets = _secrets(
+        env,
+        [("ASC_WEBHOOK_SECRET", "ASC_WEBHOOK_SECRET_FILE")],
+        [("ASC_WEBHOOK_SECRET_PREVIOUS", "ASC_WEBHOOK_SECRET_PREVIOUS_FILE")],
+        where="the environment",
+    )
+    repository = _repository(env.get("GITHUB_REPOSITORY", ""), "GITHUB_REPOSITORY")
+    event_type = _event_type(env.get("RELAY_EVENT_TYPE") or DEFAULT_EVENT_TYPE, "RELAY_EVENT_TYPE")
+    github = _github_auth(
+        env,
+        token=("GITHUB_TOKEN", "GITHUB_TOKEN_FILE"),
+        app_id=env.get("GITHUB_APP_ID"),
+        key=("GITHUB_APP_PRIVATE_KEY", "GITHUB_APP_PRIVATE_KEY_FILE"),
+        installation_id=env.get("GITHUB_APP_INSTALLATION_ID"),
+        dry_run=dry_run,
+        where="the environment",
+    )
+    return Route(DEFAULT_ROUTE, secrets, repository, event_type, github)
+
+
+def _routes_from_yaml(
+    raw: Any, env: Mapping[str, str], path: str, dry_run: bool
+) -> dict[str, Route]:
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError(f"{path}: 'routes' must be a mapping of route names to settings")
+    routes: dict[str, Route] = {}
+    for name, spec in raw.items():
+        name = str(name)
+        where = f"{path}: routes.{name}"
+        if not ROUTE_NAME.match(name):
+            raise ConfigError(
+                f"{where}: route name {name!r} is invalid: use letters, digits, '.', '_' "
+                "or '-', at most 64 characters"
+            )
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{where} must be a mapping")
+        unknown = sorted(set(spec) - ROUTE_KEYS)
+        if unknown:
+            raise ConfigError(
+                f"{where}: unknown key {unknown[0]!r}; allowed keys: {', '.join(sorted(ROUTE_KEYS))}"
+            )
+        secrets = _secrets(
+            env,
+            [_env_file_pair(spec, "secret")],
+            [_env_file_pair(spec, "previous_secret")],
+            where=where,
+        )
+        github = _github_auth(
+            env,
+            token=_env_file_pair(spec, "github_token"),
+            app_id=_optional_str(spec.get("github_app_id")),
+            key=_env_file_pair(spec, "github_app_private_key"),
+            installation_id=_optional_str(spec.get("github_app_installation_id")),
+            dry_run=dry_run,
+            where=where,
+            inherit=True,
+        )
+        routes[name] = Route(
+            name=name,
+            secrets=secrets,
+            repository=_repository(str(spec.get("repository", "")), f"{where}.repository"),
+            event_type=_event_type(
+                str(spec.get("event_type", DEFAULT_EVENT_TYPE)), f"{where}.event_type"
+            ),
+            github=github,
+            events=_name_set(spec.get("events"), f"{where}.events", _event_name),
+            states=_name_set(spec.get("states"), f"{where}.states", str.upper),
+        )
+    return routes
+
+
+def _env_file_pair(spec: dict[str, Any], prefix: str) -> tuple[str | None, str | None]:
+    """Turn ``<prefix>_env``/``<prefix>_file`` keys into a pair of sources."""
+    return _optional_str(spec.get(f"{prefix}_env")), _optional_str(spec.get(f"{prefix}_file"))
+
+
+def _secrets(
+    env: Mapping[str, str],
+    current: list[tuple[str | None, str | None]],
+    previous: list[tuple[str | None, str | None]],
+    *,
+    where: str,
+) -> tuple[bytes, ...]:
+    values: list[bytes] = []
+    for env_name, file_path in current + previous:
+        value = _read_value(env, env_name, file_path, yaml_sources=where != "the environment")
+        if value:
+            values.append(value.encode())
+    first_env, first_file = current[0]
+    if not _read_value(env, first_env, first_file, yaml_sources=where != "the environment"):
+        names = " or ".join(n for n in (first_env, first_file) if n) or "secret_env or secret_file"
+        raise ConfigError(
+            f"no webhook secret in {where}: set {names} to the secret entered when the "
+            "webhook was created in App Store Connect"
+        )
+    return tuple(values)
+
+
+def _read_value(
+    env: Mapping[str, str], env_name: str | None, file_name: str | None, *, yaml_sources: bool
+) -> str | None:
+    """Read a secret from an environment variable or from a file.
+
+    In environment mode ``file_name`` is the name of a variable holding a
+    path (``ASC_WEBHOOK_SECRET_FILE``); in YAML mode it is the path itself.
+    """
+    if env_name and env.get(env_name, "").strip():
+        return env[env_name].strip()
+    if not file_name:
+        return None
+    path = file_name if yaml_sources else env.get(file_name, "").strip()
+    if not path:
+        return None
+    try:
+        return Path(path).read_text(encoding="utf-8").strip() or None
+    except OSError as exc:
+        label = path if yaml_sources else f"{file_name}={path}"
+        raise ConfigError(
+            f"cannot read {label}: {exc.strerror or exc}; check the path and that the "
+            "relay's user can read it"
+        ) from None
+
+
+def _github_auth(
+    env: Mapping[str, str],
+    *,
+    token: tuple[str | None, str | None],
+    app_id: str | None,
+    key: tuple[str | None, str | None],
+    installation_id: str | None,
+    dry_run: bool,
+    where: str,
+    inherit: bool = False,
+) -> GitHubAuth | None:
+    yaml_sources = where != "the environment"
+    token_value = _read_value(env, *token, yaml_sources=yaml_sources)
+    key_value = _read_value(env, *key, yaml_sources=yaml_sources)
+    if inherit and not (token_value or app_id):
+        # A route without its own credentials uses the relay-wide ones.
+        return _github_auth(
+            env,
+            token=("GITHUB_TOKEN", "GITHUB_TOKEN_FILE"),
+            app_id=env.get("GITHUB_APP_ID"),
+            key=("GITHUB_APP_PRIVATE_KEY", "GITHUB_APP_PRIVATE_KEY_FILE"),
+            installation_id=env.get("GITHUB_APP_INSTALLATION_ID"),
+            dry_run=dry_run,
+            where=where,
+        )
+    if token_value:
+        return GitHubAuth(token=token_value)
+    if app_id:
+        if not app_id.strip().isdigit():
+            raise ConfigError(
+                f"GitHub App id {app_id!r} in {where} is not a number: use the App ID "
+                "shown on the app's settings page"
+            )
+        if not key_value:
+            raise ConfigError(
+                f"GitHub App {app_id} in {where} has no private key: set "
+                "GITHUB_APP_PRIVATE_KEY (PEM text) or GITHUB_APP_PRIVATE_KEY_FILE (its path)"
+            )
+        if installation_id and not installation_id.strip().isdigit():
+            raise ConfigError(
+                f"GitHub App installation id {installation_id!r} in {where} is not a number"
+            )
+        return GitHubAuth(
+            app_id=app_id.strip(),
+            app_private_key=key_value.replace("\\n", "\n"),
+            installation_id=installation_id.strip() if installation_id else None,
+        )
+    if dry_run:
+        return None
+    raise ConfigError(
+        f"no GitHub credentials in {where}: set GITHUB_TOKEN (a fine-grained token with "
+        "Contents: read and write on the repository) or GITHUB_APP_ID with "
+        "GITHUB_APP_PRIVATE_KEY; or start with --dry-run to record without dispatching"
+    )
+
+
+def _repository(value: str, name: str) -> str:
+    value = value.strip()
+    if not value:
+        raise ConfigError(f"{name} is not set: set it to the target repository as OWNER/NAME")
+    if not REPOSITORY.match(value):
+        raise ConfigError(f"{name} {value!r} is not a repository name: use OWNER/NAME")
+    return value
+
+
+def _event_type(value: str, name: str) -> str:
+    if not 1 <= len(value) <= 100:
+        raise ConfigError(
+            f"{name} {value[:120]!r} has {len(value)} characters: GitHub accepts an "
+            "event_type of 1 to 100 characters"
+        )
+    return value
+
+
+def _event_name(value: str) -> str:
+    """Accept both spellings of an event: ``BUILD_UPLOAD_STATE_UPDATED`` or
+    ``buildUploadStateUpdated``."""
+    if "_" in value or value.isupper():
+        head, *rest = value.lower().split("_")
+        return head + "".join(part.capitalize() for part in rest)
+    return value
+
+
+def _name_set(raw: Any, name: str, normalise: Any) -> frozenset[str] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or not all(isinstance(item, str) and item for item in raw):
+        raise ConfigError(f"{name} must be a list of names, got {raw!r}")
+    return frozenset(normalise(item.strip()) for item in raw)
+
+
+def _read_yaml(path: str) -> dict[str, Any]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"RELAY_CONFIG={path} cannot be read: {exc.strerror or exc}"
+        ) from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    if document is None:
+        return {}
+    if not isinstance(document, dict):
+        raise ConfigError(f"{path} must hold a mapping with a 'routes' key")
+    return document
+
+
+def _seconds(env: Mapping[str, str], document: dict[str, Any], env_name: str, key: str) -> float:
+    raw = env.get(env_name) or document.get(key)
+    if raw in (None, ""):
+        return DEFAULT_MAX_RETRY_AGE
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        value = -1.0
+    if value <= 0:
+        raise ConfigError(f"{env_name} {raw!r} is not a positive number of seconds")
+    return value
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    return env.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _optional_str(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None

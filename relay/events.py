@@ -1,0 +1,212 @@
+"""Reading App Store Connect webhook bodies and building dispatch payloads.
+
+A webhook body is a JSON:API document whose ``data.type`` names the event.
+The relay forwards unknown event types unchanged, because Apple adds events
+every year; it only pulls out the few facts a workflow routes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+ASC_API_URL = "https://api.appstoreconnect.apple.com"
+
+#: GitHub's limits for ``repository_dispatch``: at most 10 top-level keys in
+#: ``client_payload`` and at most 65,535 characters in it.
+MAX_PAYLOAD_KEYS = 10
+MAX_PAYLOAD_CHARS = 65_535
+#: Longest string kept from the body for the routing facts. Longer values are
+#: cut so a single field cannot crowd the payload past GitHub's limit.
+MAX_FACT_CHARS = 512
+
+# Attribute pairs that carry a state change, by event family.
+STATE_ATTRIBUTES = (
+    ("oldState", "newState"),
+    ("oldValue", "newValue"),
+    ("oldExternalBuildState", "newExternalBuildState"),
+)
+
+
+class InvalidPayload(Exception):
+    """The body is not a JSON object with a string ``data.type``."""
+
+
+@dataclass(frozen=True)
+class Resource:
+    """The App Store Connect resource an event points at."""
+
+    type: str
+    id: str
+    url: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"type": self.type, "id": self.id, "url": self.url}
+
+
+@dataclass(frozen=True)
+class Event:
+    """The routing facts of one webhook delivery."""
+
+    type: str
+    id: str | None
+    old_state: str | None
+    new_state: str | None
+    resource: Resource | None
+    timestamp: str | None
+
+
+def parse_event(body: bytes) -> tuple[Event, dict[str, Any]]:
+    """Parse a delivery body into its facts and the decoded document.
+
+    Raises :class:`InvalidPayload` with a reason fit for the HTTP answer.
+    """
+    try:
+        document = json.loads(body)
+    except UnicodeDecodeError:
+        raise InvalidPayload("body is not UTF-8 text") from None
+    except (ValueError, RecursionError):
+        raise InvalidPayload("body is not valid JSON") from None
+    if not isinstance(document, dict):
+        raise InvalidPayload("body is not a JSON object")
+    data = document.get("data")
+    if not isinstance(data, dict):
+        raise InvalidPayload("body has no data object")
+    event_type = data.get("type")
+    if not isinstance(event_type, str) or not event_type.strip():
+        raise InvalidPayload("body has no data.type string")
+
+    attributes = data.get("attributes")
+    if not isinstance(attributes, dict):
+        attributes = {}
+    old_state, new_state = _state_change(attributes)
+    event = Event(
+        type=_cut(event_type),
+        id=_scalar(data.get("id")),
+        old_state=old_state,
+        new_state=new_state,
+        resource=_resource(data.get("relationships")),
+        timestamp=_scalar(attributes.get("timestamp")),
+    )
+    return event, document
+
+
+def dedupe_key(event: Event | None, body: bytes) -> str:
+    """Return the key that identifies repeats of one delivery on a route.
+
+    App Store Connect gives each event its own ``data.id``; a body without one
+    is identified by its SHA-256.
+    """
+    if event is not None and event.id:
+        return f"id:{event.id}"
+    return f"sha256:{hashlib.sha256(body).hexdigest()}"
+
+
+def resource_url(resource_type: str, resource_id: str, base: str = ASC_API_URL) -> str:
+    """Build the API URL of a resource, as App Store Connect's ``links.self`` reads."""
+    return f"{base}/v1/{quote(resource_type, safe='')}/{quote(resource_id, safe='')}"
+
+
+def build_client_payload(
+    event: Event,
+    *,
+    route: str,
+    relay: dict[str, Any],
+    history: list[dict[str, Any]],
+    document: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """Build the ``client_payload`` of the dispatch, within GitHub's limits.
+
+    When the whole payload would pass :data:`MAX_PAYLOAD_CHARS`, the original
+    body is dropped first, then history entries from the oldest, and
+    ``relay.truncated`` lists what went.
+    """
+    relay_section = dict(relay)
+    relay_section["history"] = list(history)
+    payload: dict[str, Any] = {
+        "event": event.type,
+        "id": event.id,
+        "old_state": event.old_state,
+        "new_state": event.new_state,
+        "resource": event.resource.as_dict() if event.resource else None,
+        "timestamp": event.timestamp,
+        "route": route,
+        "relay": relay_section,
+    }
+    if document is not None:
+        payload["payload"] = document
+    if payload_size(payload) <= MAX_PAYLOAD_CHARS:
+        return payload
+
+    truncated: list[str] = []
+    relay_section["truncated"] = truncated
+    if "payload" in payload:
+        del payload["payload"]
+        truncated.append("payload")
+    dropped = 0
+    while relay_section["history"] and payload_size(payload) > MAX_PAYLOAD_CHARS:
+        relay_section["history"].pop(0)
+        dropped += 1
+    if dropped:
+        truncated.append("history")
+        relay_section["history_dropped"] = dropped
+    return payload
+
+
+def payload_size(payload: dict[str, Any]) -> int:
+    """Count the characters of a payload as sent, with non-ASCII escaped.
+
+    Escaping gives an upper bound on GitHub's count whichever way it counts.
+    """
+    return len(json.dumps(payload, separators=(",", ":"), ensure_ascii=True))
+
+
+def _state_change(attributes: dict[str, Any]) -> tuple[str | None, str | None]:
+    for old_key, new_key in STATE_ATTRIBUTES:
+        if old_key in attributes or new_key in attributes:
+            return _scalar(attributes.get(old_key)), _scalar(attributes.get(new_key))
+    return None, None
+
+
+def _resource(relationships: Any) -> Resource | None:
+    """Find the resource in ``relationships``.
+
+    ``instance`` is the usual place, with or without a ``data`` wrapper
+    (background-asset events have none). Events without an instance, such as
+    territory availability, fall back to their first other relationship.
+    """
+    if not isinstance(relationships, dict):
+        return None
+    candidates = [relationships.get("instance")]
+    candidates += [value for key, value in relationships.items() if key != "instance"]
+    for candidate in candidates:
+        if not isinstance(candidate, dict):
+            continue
+        linkage = candidate.get("data", candidate)
+        if not isinstance(linkage, dict):
+            continue
+        resource_type = _scalar(linkage.get("type"))
+        resource_id = _scalar(linkage.get("id"))
+        if not resource_type or not resource_id:
+            continue
+        links = candidate.get("links")
+        url = links.get("self") if isinstance(links, dict) else None
+        if not (isinstance(url, str) and url.startswith("https://") and len(url) <= 2048):
+            url = resource_url(resource_type, resource_id)
+        return Resource(resource_type, resource_id, url)
+    return None
+
+
+def _scalar(value: Any) -> str | None:
+    if value is None or isinstance(value, (dict, list)):
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return _cut(str(value))
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_FACT_CHARS else text[:MAX_FACT_CHARS]
