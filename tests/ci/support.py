@@ -104,3 +104,41 @@ def make_asc(base_url: str = ASC_URL) -> Any:
         private_key=ec.generate_private_key(ec.SECP256R1()),
     )
     return AppStoreConnect(credentials, base_url=base_url, sleep=no_sleep)
+
+
+def version_document(
+    version_id: str = "ver-1",
+    *,
+    version_string: str = "1.101.0",
+    state: str = "READY_FOR_DISTRIBUTION",
+    app_name: str = "Acme & Co",
+    build_number: str = "42",
+) -> dict[str, Any]:
+    """Return the real appStoreVersions fixture with its app and build included."""
+    document = load_fixture("app-store-version-ready-for-sale.json")
+    data = document["data"]
+    data["id"] = version_id
+    data["attributes"]["versionString"] = version_string
+    data["attributes"]["appVersionState"] = state
+    data["relationships"]["app"] = {"data": {"type": "apps", "id": "app-1"}}
+    data["relationships"]["build"]["data"] = {"type": "builds", "id": "build-1"}
+    document["included"] = [
+        {
+            "type": "apps",
+            "id": "app-1",
+            "attributes": {"name": app_name, "bundleId": "com.acme.app", "sku": "ACME"},
+        },
+        {
+            "type": "builds",
+            "id": "build-1",
+            "attributes": {"version": build_number, "processingState": "VALID"},
+        },
+    ]
+    return document
+
+
+def http(name: str) -> Any:
+    """Return an HttpClient that retries without sleeping."""
+    from ci.http import HttpClient
+
+    return HttpClient(name, sleep=no_sleep)
