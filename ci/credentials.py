@@ -65,7 +65,7 @@ class AscCredentials:
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> AscCredentials:
-        """Read the key from fastlane's variables; raise ConfigError if one is invalid."""
+        """Read the key from fastlane's variables (see :func:`from_environ`)."""
         return from_environ(environ)
 
 
