@@ -1,0 +1,209 @@
+"""Security and structure rules for GitHub workflow files.
+
+Each rule takes a parsed workflow (and, where comments matter, its text) and
+returns one message per violation, so the tests can run the same rules over the
+real workflows and over small bad examples.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+WORKFLOW_DIR = Path(__file__).resolve().parents[2] / ".github" / "workflows"
+
+#: Jobs allowed to hold a write permission, and which ones.
+WRITE_ALLOWED = {"release": {"contents"}}
+
+_EXPRESSION = re.compile(r"\$\{\{(.*?)\}\}", re.DOTALL)
+# Contexts an outsider can shape: the dispatch payload and workflow inputs.
+_UNTRUSTED = re.compile(r"\bgithub\s*\.\s*event\b|(?<![\w.])inputs\b")
+_SECRETS = re.compile(r"(?<![\w.])secrets\b")
+_FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
+_USES_LINE = re.compile(r"^\s*(?:-\s*)?uses:\s*(?P<ref>\S+)(?P<rest>.*)$")
+_GATE = re.compile(r"needs\.route\.outputs\.action\s*==\s*'(?P<action>[^']*)'")
+
+
+def load(text: str) -> dict[str, Any]:
+    """Parse workflow YAML, keeping the ``on`` key that YAML 1.1 reads as True."""
+    document = yaml.safe_load(text)
+    if not isinstance(document, dict):
+        raise ValueError("a workflow must be a YAML mapping")
+    if True in document:
+        document["on"] = document.pop(True)
+    return document
+
+
+def workflow_paths() -> list[Path]:
+    return sorted(WORKFLOW_DIR.glob("*.yml"))
+
+
+def jobs(workflow: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return workflow.get("jobs") or {}
+
+
+def steps(workflow: dict[str, Any]) -> Iterator[tuple[str, int, dict[str, Any]]]:
+    for job_id, job in jobs(workflow).items():
+        for index, step in enumerate(job.get("steps") or []):
+            yield job_id, index, step
+
+
+def untrusted_expressions_in_run(workflow: dict[str, Any]) -> list[str]:
+    """Find ``${{ }}`` expressions in ``run:`` that read the event or inputs."""
+    problems = []
+    for job_id, index, step in steps(workflow):
+        for expression in _EXPRESSION.findall(step.get("run", "")):
+            if _UNTRUSTED.search(expression):
+                problems.append(
+                    f"job {job_id!r} step {index}: run: contains "
+                    f"${{{{{expression}}}}}; pass the value through env: instead"
+                )
+    return problems
+
+
+def secrets_in_run(workflow: dict[str, Any]) -> list[str]:
+    """Find secrets written into ``run:`` scripts instead of step ``env:``."""
+    problems = []
+    for job_id, index, step in steps(workflow):
+        for expression in _EXPRESSION.findall(step.get("run", "")):
+            if _SECRETS.search(expression):
+                problems.append(
+                    f"job {job_id!r} step {index}: run: contains ${{{{{expression}}}}}; "
+                    "pass secrets through env: instead"
+                )
+    return problems
+
+
+def top_level_permissions(workflow: dict[str, Any]) -> list[str]:
+    """Require ``permissions: {}`` at the top of the workflow."""
+    if "permissions" not in workflow:
+        return ["top-level permissions are missing: add permissions: {}"]
+    if workflow["permissions"] != {}:
+        return [
+            f"top-level permissions are {workflow['permissions']!r}: set "
+            "permissions: {} and grant each job what it needs"
+        ]
+    return []
+
+
+def jobs_without_permissions(workflow: dict[str, Any]) -> list[str]:
+    """Require an explicit ``permissions:`` mapping on every job."""
+    return [
+        f"job {job_id!r} has no permissions: mapping: add the least it needs"
+        for job_id, job in jobs(workflow).items()
+        if not isinstance(job.get("permissions"), dict)
+    ]
+
+
+def write_permissions(workflow: dict[str, Any]) -> list[str]:
+    """Allow write grants only where :data:`WRITE_ALLOWED` lists them."""
+    problems = []
+    for job_id, job in jobs(workflow).items():
+        grants = job.get("permissions")
+        if not isinstance(grants, dict):
+            continue
+        for scope, level in grants.items():
+            if level == "write" and scope not in WRITE_ALLOWED.get(job_id, set()):
+                problems.append(f"job {job_id!r} has {scope}: write, which it must not")
+    return problems
+
+
+def unpinned_actions(text: str) -> list[str]:
+    """Require every remote action to be pinned to a commit SHA with a version comment."""
+    problems = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        match = _USES_LINE.match(line)
+        if match is None:
+            continue
+        ref = match["ref"].strip("'\"")
+        if ref.startswith("./") or ref.startswith("docker://"):
+            continue
+        _, _, version = ref.partition("@")
+        if not _FULL_SHA.match(version):
+            problems.append(
+                f"line {number}: {ref} is not pinned to a full 40-character commit SHA"
+            )
+        elif not re.search(r"#\s*v\d", match["rest"]):
+            problems.append(f"line {number}: {ref} has no '# vX.Y.Z' version comment")
+    return problems
+
+
+def persisted_checkout_credentials(workflow: dict[str, Any]) -> list[str]:
+    """Require ``persist-credentials: false`` on every actions/checkout step."""
+    problems = []
+    for job_id, index, step in steps(workflow):
+        if not str(step.get("uses", "")).startswith("actions/checkout@"):
+            continue
+        if (step.get("with") or {}).get("persist-credentials") is not False:
+            problems.append(
+                f"job {job_id!r} step {index}: actions/checkout keeps the token in "
+                ".git/config: set persist-credentials: false"
+            )
+    return problems
+
+
+def inherited_secrets(workflow: dict[str, Any]) -> list[str]:
+    """Reject ``secrets: inherit``: a called workflow gets only the secrets named."""
+    return [
+        f"job {job_id!r} passes secrets: inherit: name each secret instead"
+        for job_id, job in jobs(workflow).items()
+        if job.get("secrets") == "inherit"
+    ]
+
+
+def all_rules(text: str) -> list[str]:
+    workflow = load(text)
+    return (
+        untrusted_expressions_in_run(workflow)
+        + secrets_in_run(workflow)
+        + top_level_permissions(workflow)
+        + jobs_without_permissions(workflow)
+        + write_permissions(workflow)
+        + unpinned_actions(text)
+        + persisted_checkout_credentials(workflow)
+        + inherited_secrets(workflow)
+    )
+
+
+def gated_actions(workflow: dict[str, Any]) -> dict[str, list[str]]:
+    """Map each action named in a job's ``if: needs.route.outputs.action == '…'``
+    to the jobs gated on it."""
+    gates: dict[str, list[str]] = {}
+    for job_id, job in jobs(workflow).items():
+        for action in _GATE.findall(str(job.get("if", ""))):
+            gates.setdefault(action, []).append(job_id)
+    return gates
+
+
+def route_contract(workflow: dict[str, Any], actions: tuple[str, ...]) -> list[str]:
+    """Check that each routable action (except ``none``) has exactly one job,
+    and that every gate names an action ``asc-ci route`` can output."""
+    gates = gated_actions(workflow)
+    problems = []
+    for action in actions:
+        if action == "none":
+            continue
+        gated = gates.get(action, [])
+        if len(gated) != 1:
+            problems.append(f"action {action!r} gates {len(gated)} jobs {gated}, not 1")
+    for action, gated in gates.items():
+        if action not in actions:
+            problems.append(f"jobs {gated} are gated on unknown action {action!r}")
+
+    gated_jobs = {job_id for gated in gates.values() for job_id in gated}
+    for job_id, job in jobs(workflow).items():
+        if "route" in _needs(job) and job_id not in gated_jobs:
+            problems.append(
+                f"job {job_id!r} needs route but has no "
+                "if: needs.route.outputs.action == '<action>'"
+            )
+    return problems
+
+
+def _needs(job: dict[str, Any]) -> list[str]:
+    needs = job.get("needs") or []
+    return [needs] if isinstance(needs, str) else list(needs)
