@@ -65,9 +65,11 @@ def parse_event(body: bytes) -> tuple[Event, dict[str, Any]]:
     Raises :class:`InvalidPayload` with a reason fit for the HTTP answer.
     """
     try:
-        document = json.loads(body)
+        text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidPayload("body is not UTF-8 text") from None
+    try:
+        document = json.loads(text)
     except (ValueError, RecursionError):
         raise InvalidPayload("body is not valid JSON") from None
     if not isinstance(document, dict):

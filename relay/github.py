@@ -50,8 +50,9 @@ class DispatchResult:
 class GitHubError(Exception):
     """A call made to get a token or to read the repository failed."""
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(self, message: str, status: int | None = None, *, retryable: bool = True) -> None:
         self.status = status
+        self.retryable = retryable
         super().__init__(message)
 
 
@@ -141,7 +142,7 @@ class GitHubClient:
         return DispatchResult("fatal", status, text)
 
     def _token_failure(self, exc: GitHubError) -> DispatchResult:
-        if exc.status is None or exc.status >= 500 or exc.status == 429:
+        if exc.retryable and (exc.status is None or exc.status >= 500 or exc.status == 429):
             return DispatchResult("retry", exc.status, str(exc))
         return DispatchResult("fatal", exc.status, str(exc))
 
@@ -187,15 +188,20 @@ class GitHubClient:
             self._installation_token = None
 
     def app_jwt(self) -> str:
-        """Return a JWT that authenticates as the GitHub App itself (RS256)."""
-        now = int(self.clock())
+        """Return a JWT that authenticates as the GitHub App itself (RS256).
+
+        It uses the wall clock, which GitHub checks, rather than ``self.clock``,
+        which only decides when a cached installation token is renewed.
+        """
+        now = int(time.time())
         claims = {"iat": now - 60, "exp": now + APP_JWT_LIFETIME, "iss": self.auth.app_id}
         try:
             return jwt.encode(claims, self.auth.app_private_key or "", algorithm="RS256")
         except (ValueError, TypeError, jwt.PyJWTError):
             raise GitHubError(
                 "GITHUB_APP_PRIVATE_KEY is not a PEM RSA private key: use the .pem file "
-                "downloaded from the GitHub App's settings page"
+                "downloaded from the GitHub App's settings page",
+                retryable=False,
             ) from None
 
     def _new_installation_token(self) -> tuple[str, float]:
