@@ -1,11 +1,12 @@
 """Submit a processed build for App Store review, idempotently.
 
-:func:`submit_for_review` starts from a build upload (the resource a
-``buildUploadStateUpdated`` webhook names) and walks the same path as
-fastlane's ``deliver``: wait until the build is ``VALID``, find or create the
-App Store version for its version string and platform, attach the build, set
-export compliance, set "What's New", then add the version to a review
-submission and submit it. It can also add the build to TestFlight groups.
+:func:`submit_for_review` starts from a build upload, the resource a
+``buildUploadStateUpdated`` webhook names, and follows the same path as
+fastlane's ``deliver``. It waits until the build is ``VALID`` and finds or
+creates the App Store version for the build's version string and platform.
+It then attaches the build, sets export compliance and "What's New", adds the
+version to a review submission and submits it. It can also add the build to
+TestFlight groups.
 
 Every step is reported on the returned :class:`~ci.outcome.Outcome`. Checks
 report ``done`` when they pass, and changes report ``done`` when this run made
@@ -17,14 +18,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ci.asc import (
     APP_VERSION_STATES,
     BUILD_PROCESSING_STATES,
     BUILD_UPLOAD_STATES,
+    PLATFORMS,
     REVIEW_SUBMISSION_STATES,
     AppStoreConnect,
     Document,
@@ -88,7 +90,7 @@ class SubmitOptions:
     build_wait_timeout: float = 30 * 60
     build_poll_interval: float = 30.0
     build_poll_max_interval: float = 5 * 60
-    beta_groups: list[str] = field(default_factory=list)
+    beta_groups: Sequence[str] = ()
     dry_run: bool = False
 
     def __post_init__(self) -> None:
@@ -120,7 +122,7 @@ class StopRun(AutomationError):
 
 @dataclass
 class _Run:
-    """What the steps of one run share."""
+    """State shared by the steps of one run."""
 
     asc: AppStoreConnect
     options: SubmitOptions
@@ -261,7 +263,15 @@ def _build_status(
     upload_state = parse_state(
         state_info.get("state"), BUILD_UPLOAD_STATES, "buildUploads.state.state"
     )
-    platform = validate_platform(str(attribute(upload, "platform") or "IOS"))
+    platform = parse_state(
+        attribute(upload, "platform"), PLATFORMS, "buildUploads.platform"
+    )
+    if platform not in PLATFORMS:
+        raise StopRun(
+            "build upload",
+            f"Build upload {upload_id} has platform {platform!r}, which this "
+            f"automation does not support (supported: {', '.join(sorted(PLATFORMS))})",
+        )
     version = str(attribute(upload, "cfBundleShortVersionString") or "")
     build_number = str(attribute(upload, "cfBundleVersion") or "")
 
@@ -610,10 +620,14 @@ def _submit(run: _Run) -> None:
     for submission in in_flight.data:
         if run.version_id in _version_ids(in_flight, submission):
             state = _submission_state(submission)
+            message = f"already submitted ({submission['id']}, {state})"
+            if state == "UNRESOLVED_ISSUES":
+                message += (
+                    "; App Review reported issues: answer them or resubmit in "
+                    "App Store Connect"
+                )
             run.outcome.outputs["review_submission_id"] = str(submission["id"])
-            run.outcome.add(
-                step, "unchanged", f"already submitted ({submission['id']}, {state})"
-            )
+            run.outcome.add(step, "unchanged", message)
             return
     for submission in in_flight.data:
         _cancel_other(run, submission, _version_ids(in_flight, submission))
@@ -637,6 +651,9 @@ def _submit(run: _Run) -> None:
     _ensure_item(run, submission_id, has_version)
     if not run.write(step, f"submit review submission {submission_id}"):
         return
+    # NOTE: fastlane polls the version until it is READY_FOR_REVIEW before this
+    # PATCH. This code does not, so a 409 here leaves the draft in place, and
+    # the next run reuses it and submits again.
     run.asc.patch(
         f"/v1/reviewSubmissions/{submission_id}",
         {
@@ -667,8 +684,8 @@ def _cancel_other(
         )
     if not run.write(step, f"cancel review submission {submission_id} ({state})"):
         return
-    # NOTE: Apple moves a canceled submission to CANCELING first. Creating the
-    # next one may fail with 409 until it finishes; a rerun then succeeds.
+    # NOTE: Apple moves a canceled submission to CANCELING first, and creating
+    # the next one may fail with 409 until that ends. Apple documents no timing.
     run.asc.patch(
         f"/v1/reviewSubmissions/{submission_id}",
         {

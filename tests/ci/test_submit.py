@@ -791,7 +791,7 @@ def test_mac_version_chosen_for_mac_upload(
     assert outcome.outputs["platform"] == "MAC_OS"
 
 
-def test_ios_version_of_same_string_not_reused_for_mac(
+def test_ios_version_not_reused_for_mac(
     asc: AppStoreConnect, clock: FakeClock, ordered: responses.RequestsMock
 ) -> None:
     mock_upload(ordered, platform="MAC_OS")
@@ -978,3 +978,57 @@ def test_beta_group_unknown_fails(
 def test_options_invalid_rejected(options: dict[str, Any], text: str) -> None:
     with pytest.raises(ConfigError, match=text):
         SubmitOptions(**options)
+
+
+def test_upload_unknown_platform_fails(
+    asc: AppStoreConnect,
+    clock: FakeClock,
+    mocked: responses.RequestsMock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING)
+    mock_upload(mocked, platform="WATCH_OS")
+
+    outcome = run(asc, clock)
+
+    assert steps(outcome) == {"build upload": "failed"}
+    assert "'WATCH_OS'" in detail(outcome, "build upload")
+    assert "unknown buildUploads.platform value 'WATCH_OS'" in caplog.text
+
+
+def test_unresolved_issues_counts_as_submitted(
+    asc: AppStoreConnect, clock: FakeClock, ordered: responses.RequestsMock
+) -> None:
+    mock_upload(ordered)
+    mock_build(ordered, encryption=False)
+    mock_versions(ordered, [version_resource("REJECTED", build=BUILD)])
+    mock_submissions(
+        ordered,
+        IN_FLIGHT,
+        [submission_resource(SUBMISSION, "UNRESOLVED_ISSUES", [VERSION])],
+    )
+
+    outcome = run(asc, clock)
+
+    assert not outcome.failed
+    assert steps(outcome)["review submission"] == "unchanged"
+    assert "resubmit in App Store Connect" in detail(outcome, "review submission")
+
+
+def test_app_fetched_when_not_included(
+    asc: AppStoreConnect, clock: FakeClock, ordered: responses.RequestsMock
+) -> None:
+    mock_upload(ordered)
+    build = resource("builds", BUILD, {"usesNonExemptEncryption": False})
+    build["relationships"]["app"] = {"links": {"related": "x"}}
+    ordered.get(url(f"/v1/builds/{BUILD}"), json=document(build))
+    ordered.get(url(f"/v1/builds/{BUILD}/app"), json=document(resource("apps", APP)))
+    mock_versions(ordered, [version_resource("IN_REVIEW", build=BUILD)])
+    mock_submissions(
+        ordered, IN_FLIGHT, [submission_resource(SUBMISSION, "IN_REVIEW", [VERSION])]
+    )
+
+    outcome = run(asc, clock)
+
+    assert outcome.outputs["app_id"] == APP
+    assert steps(outcome)["review submission"] == "unchanged"
