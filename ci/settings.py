@@ -74,7 +74,7 @@ class SubmitSettings:
     enabled: bool = True
     uses_non_exempt_encryption: bool = False
     whats_new: str | None = None
-    whats_new_locales: tuple[str, ...] = ()
+    whats_new_locale: str = "en-US"
     cancel_other_submission: bool = False
     build_wait_timeout: int = 1800
     beta_groups: tuple[str, ...] = ()
@@ -155,8 +155,8 @@ SCHEMA: dict[str, dict[str, KeySpec]] = {
     "submit_for_review": {
         "enabled": KeySpec("bool"),
         "uses_non_exempt_encryption": KeySpec("bool"),
-        "whats_new": KeySpec("optional_template"),
-        "whats_new_locales": KeySpec("str_list"),
+        "whats_new": KeySpec("optional_str"),
+        "whats_new_locale": KeySpec("str"),
         "cancel_other_submission": KeySpec("bool"),
         "build_wait_timeout": KeySpec("int", minimum=0),
         "beta_groups": KeySpec("str_list"),

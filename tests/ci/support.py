@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-WEBHOOK_SAMPLES = ROOT / "relay" / "samples" / "webhooks"
+WEBHOOK_SAMPLES = ROOT / "relay" / "data" / "webhooks"
 API_FIXTURES = ROOT / "tests" / "fixtures" / "api"
 
 ASC_URL = "http://127.0.0.1:9/asc"

@@ -20,8 +20,8 @@ app_name: Acme
 submit_for_review:
   enabled: false
   uses_non_exempt_encryption: true
-  whats_new: "Bug fixes in {version}"
-  whats_new_locales: [en-US, de-DE]
+  whats_new: "Bug fixes {and} more"
+  whats_new_locale: de-DE
   cancel_other_submission: true
   build_wait_timeout: 600
   beta_groups: [QA, Friends]
@@ -68,8 +68,8 @@ def test_settings_full_file() -> None:
     assert settings.platform == "MAC_OS"
     assert settings.app_name == "Acme"
     assert settings.submit_for_review.enabled is False
-    assert settings.submit_for_review.whats_new == "Bug fixes in {version}"
-    assert settings.submit_for_review.whats_new_locales == ("en-US", "de-DE")
+    assert settings.submit_for_review.whats_new == "Bug fixes {and} more"
+    assert settings.submit_for_review.whats_new_locale == "de-DE"
     assert settings.submit_for_review.beta_groups == ("QA", "Friends")
     assert settings.submit_for_review.build_wait_timeout == 600
     assert settings.release.merge_into == "main"
