@@ -590,13 +590,39 @@ def _set_whats_new(run: _Run) -> None:
 # Review submission
 
 
-def _version_ids(document: Document, submission: dict[str, Any]) -> list[str | None]:
-    """Return the version id of each item in a submission, None for other items."""
+def _version_ids(
+    run: _Run, document: Document, submission: dict[str, Any]
+) -> list[str | None]:
+    """Return the version id of each item in a submission, None for other items.
+
+    Reads the items included with the submission list. When the submission
+    or an included item carries only links and no linkage, the items are
+    fetched with ``GET /v1/reviewSubmissions/{id}/items``, so a submission
+    is never taken for empty or for another version by mistake.
+    """
+    relationship = (submission.get("relationships") or {}).get("items") or {}
+    linkages = relationship.get("data")
+    items = document.related_many(submission, "items")
+    complete = isinstance(linkages, list) and len(items) == len(linkages)
+    if not complete or not all(_has_linkage(item) for item in items):
+        logger.info("review submission %s: fetching its items", submission.get("id"))
+        items = run.asc.get_collection(
+            f"/v1/reviewSubmissions/{submission['id']}/items",
+            {"include": "appStoreVersion"},
+        ).data
+
     ids: list[str | None] = []
-    for item in document.related_many(submission, "items"):
+    for item in items:
         linkage = related_id(item, "appStoreVersion")
         ids.append(linkage[1] if linkage else None)
     return ids
+
+
+def _has_linkage(item: dict[str, Any]) -> bool:
+    relationships = item.get("relationships") or {}
+    return any(
+        isinstance(value, dict) and "data" in value for value in relationships.values()
+    )
 
 
 def _submission_state(submission: dict[str, Any]) -> str | None:
@@ -613,44 +639,17 @@ def _submit(run: _Run) -> None:
     if run.version_id is None:
         run.outcome.add(step, "skipped", "dry run: no version yet")
         return
+    if _already_submitted(run, step):
+        return
 
-    in_flight = run.asc.review_submissions(
-        run.app_id, IN_FLIGHT_SUBMISSION_STATES, run.platform
-    )
-    for submission in in_flight.data:
-        if run.version_id in _version_ids(in_flight, submission):
-            state = _submission_state(submission)
-            message = f"already submitted ({submission['id']}, {state})"
-            if state == "UNRESOLVED_ISSUES":
-                message += (
-                    "; App Review reported issues: answer them or resubmit in "
-                    "App Store Connect"
-                )
-            run.outcome.outputs["review_submission_id"] = str(submission["id"])
-            run.outcome.add(step, "unchanged", message)
-            return
-    for submission in in_flight.data:
-        _cancel_other(run, submission, _version_ids(in_flight, submission))
-
-    drafts = run.asc.review_submissions(
-        run.app_id, (DRAFT_SUBMISSION_STATE,), run.platform
-    )
-    draft = None
-    for submission in drafts.data:
-        items = _version_ids(drafts, submission)
-        if items and any(item != run.version_id for item in items):
-            _cancel_other(run, submission, items)
-            continue
-        draft = submission
-        break
-
+    draft, has_version = _choose_draft(run)
     submission_id = _ensure_draft(run, draft)
     if submission_id is None:
         return
-    has_version = draft is not None and run.version_id in _version_ids(drafts, draft)
     _ensure_item(run, submission_id, has_version)
     if not run.write(step, f"submit review submission {submission_id}"):
         return
+
     # NOTE: fastlane polls the version until it is READY_FOR_REVIEW before this
     # PATCH. This code does not, so a 409 here leaves the draft in place, and
     # the next run reuses it and submits again.
@@ -666,6 +665,56 @@ def _submit(run: _Run) -> None:
     )
     run.outcome.outputs["review_submission_id"] = submission_id
     run.outcome.add(step, "done", f"submitted {submission_id} for review")
+
+
+def _already_submitted(run: _Run, step: str) -> bool:
+    """Report a submission in review that holds the version; cancel other ones.
+
+    Returns True when the version is already submitted. Raises StopRun when
+    another submission is in review and canceling it is not enabled.
+    """
+    in_flight = run.asc.review_submissions(
+        run.app_id, IN_FLIGHT_SUBMISSION_STATES, run.platform
+    )
+    held = [
+        (submission, _version_ids(run, in_flight, submission))
+        for submission in in_flight.data
+    ]
+    for submission, version_ids in held:
+        if run.version_id not in version_ids:
+            continue
+        state = _submission_state(submission)
+        message = f"already submitted ({submission['id']}, {state})"
+        if state == "UNRESOLVED_ISSUES":
+            message += (
+                "; App Review reported issues: answer them or resubmit in "
+                "App Store Connect"
+            )
+        run.outcome.outputs["review_submission_id"] = str(submission["id"])
+        run.outcome.add(step, "unchanged", message)
+        return True
+
+    for submission, version_ids in held:
+        _cancel_other(run, submission, version_ids)
+    return False
+
+
+def _choose_draft(run: _Run) -> tuple[dict[str, Any] | None, bool]:
+    """Return a READY_FOR_REVIEW submission to reuse and whether it has the version.
+
+    A draft that holds anything else is canceled, or the run stops, as for a
+    submission in review.
+    """
+    drafts = run.asc.review_submissions(
+        run.app_id, (DRAFT_SUBMISSION_STATE,), run.platform
+    )
+    for submission in drafts.data:
+        version_ids = _version_ids(run, drafts, submission)
+        if any(item != run.version_id for item in version_ids):
+            _cancel_other(run, submission, version_ids)
+            continue
+        return submission, run.version_id in version_ids
+    return None, False
 
 
 def _cancel_other(

@@ -1032,3 +1032,55 @@ def test_app_fetched_when_not_included(
 
     assert outcome.outputs["app_id"] == APP
     assert steps(outcome)["review submission"] == "unchanged"
+
+
+def test_items_without_linkage_fetched(
+    asc: AppStoreConnect, clock: FakeClock, ordered: responses.RequestsMock
+) -> None:
+    mock_upload(ordered)
+    mock_build(ordered, encryption=False)
+    mock_versions(ordered, [version_resource("WAITING_FOR_REVIEW", build=BUILD)])
+    submission, _ = submission_resource(SUBMISSION, "WAITING_FOR_REVIEW", [VERSION])
+    # Only links for the items: the submission alone does not show what it holds.
+    submission["relationships"]["items"] = {"links": {"related": "x"}}
+    mock_submissions(ordered, IN_FLIGHT, [(submission, [])])
+    _, items = submission_resource(SUBMISSION, "WAITING_FOR_REVIEW", [VERSION])
+    ordered.get(
+        url(f"/v1/reviewSubmissions/{SUBMISSION}/items"),
+        json=document(items, [version_resource("WAITING_FOR_REVIEW")]),
+        match=[
+            matchers.query_param_matcher({"include": "appStoreVersion", "limit": "200"})
+        ],
+    )
+
+    outcome = run(asc, clock)
+
+    assert steps(outcome)["review submission"] == "unchanged"
+    assert "already submitted" in detail(outcome, "review submission")
+
+
+def test_included_item_links_only_fetched(
+    asc: AppStoreConnect, clock: FakeClock, ordered: responses.RequestsMock
+) -> None:
+    mock_upload(ordered)
+    mock_build(ordered, encryption=False)
+    mock_versions(ordered, [version_resource(build=BUILD)])
+    submission, items = submission_resource("rs-draft", DRAFT, ["asv-other"])
+    bare_items = copy.deepcopy(items)
+    for item in bare_items:
+        for relationship in item["relationships"].values():
+            del relationship["data"]
+    mock_submissions(ordered, IN_FLIGHT, [])
+    mock_submissions(ordered, DRAFT, [(submission, bare_items)])
+    ordered.get(
+        url("/v1/reviewSubmissions/rs-draft/items"),
+        json=document(items),
+        match=[
+            matchers.query_param_matcher({"include": "appStoreVersion", "limit": "200"})
+        ],
+    )
+
+    outcome = run(asc, clock)
+
+    assert steps(outcome)["review submission"] == "failed"
+    assert "asv-other" in detail(outcome, "review submission")
