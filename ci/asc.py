@@ -423,7 +423,9 @@ class AppStoreConnect:
         prefix = urlsplit(self.base_url).path
         if prefix and path.startswith(f"{prefix}/"):
             path = path[len(prefix) :]
-        if not API_PATH.match(path):
+        if not API_PATH.match(path) or any(
+            segment in (".", "..") for segment in path.split("/")
+        ):
             raise InvalidResourceUrlError(
                 f"{path_or_url!r} is not an App Store Connect API path: expected a "
                 "path that starts with /v1/ (or /v2/, /v3/), such as /v1/builds/{id}"

@@ -357,6 +357,7 @@ def test_url_rebased_onto_base(asc: AppStoreConnect, given: str, expected: str) 
         "https://evil.example/steal",
         "/v1/",
         "ftp://x/v1/apps/1",
+        "/v1/apps/../../admin",
         "",
     ],
 )
