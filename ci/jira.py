@@ -3,10 +3,10 @@
 Credentials come from ``JIRA_BASE_URL`` (``https://your-site.atlassian.net``),
 ``JIRA_EMAIL`` and ``JIRA_API_TOKEN`` (basic auth with an API token).
 
-Issue search uses ``GET /rest/api/3/search/jql``, the endpoint Atlassian
-introduced to replace ``/rest/api/3/search``: it pages with ``nextPageToken``
-(absent on the last page, with ``isLast: true``) instead of ``startAt`` and
-``total``.
+Issue search uses ``GET /rest/api/3/search/jql``. Atlassian removed the older
+``/rest/api/3/search`` from Jira Cloud in 2025 (changelog CHANGE-2046), and the
+new endpoint pages with ``nextPageToken`` (absent on the last page, which also
+has ``isLast: true``) instead of ``startAt`` and ``total``.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ BASE_URL_VAR = "JIRA_BASE_URL"
 EMAIL_VAR = "JIRA_EMAIL"
 TOKEN_VAR = "JIRA_API_TOKEN"
 
-#: Issues per search page; Jira Cloud caps ``maxResults`` at 100 for these fields.
+#: Issues requested per search page. Jira may return fewer; the loop follows
+#: ``nextPageToken`` either way.
 SEARCH_PAGE_SIZE = 100
 #: A safety stop for a server that keeps returning a next page.
 MAX_SEARCH_PAGES = 200
