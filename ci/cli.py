@@ -16,7 +16,7 @@ import sys
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from ci import event as events
 from ci.asc import AppStoreConnect
@@ -25,7 +25,12 @@ from ci.event import ACTIONS, AscEvent, Route, resource_id_for, route
 from ci.github import GitHub
 from ci.http import ApiError
 from ci.jira import Jira
-from ci.notify import notify_beta_state, notify_build_failed, notify_feedback, notify_review_state
+from ci.notify import (
+    notify_beta_state,
+    notify_build_failed,
+    notify_feedback,
+    notify_review_state,
+)
 from ci.outcome import Outcome
 from ci.release import run_release
 from ci.settings import Settings, load_settings
@@ -99,7 +104,9 @@ class Context:
     summary_context: list[str] = field(default_factory=list)
 
     def asc(self) -> AppStoreConnect:
-        return AppStoreConnect.from_environ(self.environ, platform=self.settings.platform)
+        return AppStoreConnect.from_environ(
+            self.environ, platform=self.settings.platform
+        )
 
     def slack(self) -> Slack | None:
         return Slack.from_environ(self.environ, channel=self.settings.slack.channel)
@@ -155,16 +162,28 @@ def run_action(ctx: Context, action: str, event: AscEvent) -> Outcome:
     if action == events.SUBMIT_FOR_REVIEW:
         return submit(ctx, resource_id)
     if action == events.NOTIFY_BUILD_FAILED:
-        return notify_build_failed(ctx.asc(), resource_id, ctx.settings, ctx.slack(), dry_run=dry_run)
+        return notify_build_failed(
+            ctx.asc(), resource_id, ctx.settings, ctx.slack(), dry_run=dry_run
+        )
     if action == events.RELEASE:
         return release(ctx, resource_id)
     if action == events.NOTIFY_REVIEW_STATE:
         return notify_review_state(
-            ctx.asc(), resource_id, ctx.settings, ctx.slack(), event=event, dry_run=dry_run
+            ctx.asc(),
+            resource_id,
+            ctx.settings,
+            ctx.slack(),
+            event=event,
+            dry_run=dry_run,
         )
     if action == events.NOTIFY_BETA_STATE:
         return notify_beta_state(
-            ctx.asc(), resource_id, ctx.settings, ctx.slack(), state=event.new_state, dry_run=dry_run
+            ctx.asc(),
+            resource_id,
+            ctx.settings,
+            ctx.slack(),
+            state=event.new_state,
+            dry_run=dry_run,
         )
     if action == events.NOTIFY_FEEDBACK:
         crash = event.type == events.CRASH_FEEDBACK_CREATED
@@ -206,7 +225,7 @@ def release(ctx: Context, version_id: str) -> Outcome:
         github=ctx.github(),
         jira=ctx.jira(),
         slack=ctx.slack(),
-        today=datetime.now(timezone.utc).date(),
+        today=datetime.now(UTC).date(),
         dry_run=ctx.args.dry_run,
     )
 
@@ -221,7 +240,11 @@ def run_release_command(ctx: Context) -> Outcome:
 
 def run_notify_build_failed(ctx: Context) -> Outcome:
     return notify_build_failed(
-        ctx.asc(), ctx.args.build_upload, ctx.settings, ctx.slack(), dry_run=ctx.args.dry_run
+        ctx.asc(),
+        ctx.args.build_upload,
+        ctx.settings,
+        ctx.slack(),
+        dry_run=ctx.args.dry_run,
     )
 
 
@@ -298,7 +321,10 @@ def describe_event(event: AscEvent, chosen: Route) -> list[str]:
     resource = ""
     if event.resource_type:
         resource = f" ({event.resource_type} {event.resource_id})"
-    return [f"Event: {event.type}{change}{resource}", f"Action: {chosen.action} ({chosen.reason})"]
+    return [
+        f"Event: {event.type}{change}{resource}",
+        f"Action: {chosen.action} ({chosen.reason})",
+    ]
 
 
 # Argument parsing
@@ -312,7 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="settings file (default: .github/asc-release.yml in $GITHUB_WORKSPACE "
         "or the current directory; a missing default file means all defaults)",
     )
-    common.add_argument("--verbose", "-v", action="store_true", help="log debug details")
+    common.add_argument(
+        "--verbose", "-v", action="store_true", help="log debug details"
+    )
     common.add_argument(
         "--debug", action="store_true", help="print a traceback for unexpected errors"
     )
@@ -326,12 +354,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     event_input = argparse.ArgumentParser(add_help=False)
     event_input.add_argument(
-        "--event-file", metavar="PATH", help="GitHub event JSON (default: $GITHUB_EVENT_PATH)"
+        "--event-file",
+        metavar="PATH",
+        help="GitHub event JSON (default: $GITHUB_EVENT_PATH)",
     )
     event_input.add_argument(
         "--payload-file",
         metavar="PATH",
-        help="raw App Store Connect webhook body or relay client_payload (wins over --event-file)",
+        help="raw App Store Connect webhook body or relay client_payload "
+        "(wins over --event-file)",
     )
 
     parser = argparse.ArgumentParser(
@@ -355,35 +386,57 @@ def build_parser() -> argparse.ArgumentParser:
     route_parser.set_defaults(runner=run_route, dry_run=False)
 
     submit_parser = commands.add_parser(
-        "submit-for-review", parents=[common, dry], help="submit a build upload for review"
+        "submit-for-review",
+        parents=[common, dry],
+        help="submit a build upload for review",
     )
-    submit_parser.add_argument("--build-upload", required=True, metavar="ID", help="buildUploads id")
+    submit_parser.add_argument(
+        "--build-upload", required=True, metavar="ID", help="buildUploads id"
+    )
     submit_parser.set_defaults(runner=run_submit_command)
 
     release_parser = commands.add_parser(
-        "release", parents=[common, dry], help="merge, tag, close Jira and announce a release"
+        "release",
+        parents=[common, dry],
+        help="merge, tag, close Jira and announce a release",
     )
-    release_parser.add_argument("--version", required=True, metavar="ID", help="appStoreVersions id")
+    release_parser.add_argument(
+        "--version", required=True, metavar="ID", help="appStoreVersions id"
+    )
     release_parser.set_defaults(runner=run_release_command)
 
     failed = commands.add_parser(
-        "notify-build-failed", parents=[common, dry], help="post a failed build upload to Slack"
+        "notify-build-failed",
+        parents=[common, dry],
+        help="post a failed build upload to Slack",
     )
-    failed.add_argument("--build-upload", required=True, metavar="ID", help="buildUploads id")
+    failed.add_argument(
+        "--build-upload", required=True, metavar="ID", help="buildUploads id"
+    )
     failed.set_defaults(runner=run_notify_build_failed)
 
     review = commands.add_parser(
-        "notify-review-state", parents=[common, dry], help="post a version's review state to Slack"
+        "notify-review-state",
+        parents=[common, dry],
+        help="post a version's review state to Slack",
     )
-    review.add_argument("--version", required=True, metavar="ID", help="appStoreVersions id")
-    review.add_argument("--state", help="state to report (default: the version's current state)")
+    review.add_argument(
+        "--version", required=True, metavar="ID", help="appStoreVersions id"
+    )
+    review.add_argument(
+        "--state", help="state to report (default: the version's current state)"
+    )
     review.set_defaults(runner=run_notify_review_state)
 
     feedback = commands.add_parser(
-        "notify-feedback", parents=[common, dry], help="post TestFlight feedback to Slack"
+        "notify-feedback",
+        parents=[common, dry],
+        help="post TestFlight feedback to Slack",
     )
     which = feedback.add_mutually_exclusive_group(required=True)
-    which.add_argument("--screenshot", metavar="ID", help="betaFeedbackScreenshotSubmissions id")
+    which.add_argument(
+        "--screenshot", metavar="ID", help="betaFeedbackScreenshotSubmissions id"
+    )
     which.add_argument("--crash", metavar="ID", help="betaFeedbackCrashSubmissions id")
     feedback.set_defaults(runner=run_notify_feedback)
 
@@ -392,14 +445,22 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common, dry],
         help="post an external TestFlight review result to Slack",
     )
-    beta.add_argument("--build-beta-detail", required=True, metavar="ID", help="buildBetaDetails id")
-    beta.add_argument("--state", help="state to report (default: the current externalBuildState)")
+    beta.add_argument(
+        "--build-beta-detail", required=True, metavar="ID", help="buildBetaDetails id"
+    )
+    beta.add_argument(
+        "--state", help="state to report (default: the current externalBuildState)"
+    )
     beta.set_defaults(runner=run_notify_beta_state)
 
     fetch = commands.add_parser(
         "fetch", parents=[common], help="print an App Store Connect resource as JSON"
     )
-    fetch.add_argument("target", metavar="URL_OR_PATH", help="e.g. /v1/buildUploads/ID or a links.self URL")
+    fetch.add_argument(
+        "target",
+        metavar="URL_OR_PATH",
+        help="e.g. /v1/buildUploads/ID or a links.self URL",
+    )
     fetch.add_argument(
         "--param",
         action="append",
@@ -436,7 +497,9 @@ def configure_logging(verbose: bool, redactor: Redactor) -> None:
 # Entry point
 
 
-def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
+) -> int:
     """Run ``asc-ci`` and return its exit status."""
     environ = dict(os.environ if environ is None else environ)
     parser = build_parser()
@@ -455,7 +518,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     ctx: Context | None = None
     try:
         settings = load_settings(args.config, environ)
-        ctx = Context(args=args, environ=environ, settings=settings, redact=redact, output=output)
+        ctx = Context(
+            args=args, environ=environ, settings=settings, redact=redact, output=output
+        )
         if args.command in ACTIONS:
             ctx.outputs["action"] = args.command
         outcome = args.runner(ctx)
@@ -493,14 +558,18 @@ def _report(ctx: Context, outcome: Outcome, heading: str) -> int:
     append_outputs(ctx.environ.get("GITHUB_OUTPUT"), safe_outputs)
 
     if ctx.args.command != "route":
-        markdown = render_summary(outcome, f"{heading}: {outcome.action}", ctx.summary_context)
+        markdown = render_summary(
+            outcome, f"{heading}: {outcome.action}", ctx.summary_context
+        )
         append_step_summary(ctx.environ.get("GITHUB_STEP_SUMMARY"), redact(markdown))
         for step in outcome.steps:
             ctx.output(f"{step.status:<9} {step.name}: {step.detail}")
 
     if outcome.failed:
         failed = [step.name for step in outcome.steps if step.status == "failed"]
-        logger.error("%s finished with failed steps: %s", outcome.action, ", ".join(failed))
+        logger.error(
+            "%s finished with failed steps: %s", outcome.action, ", ".join(failed)
+        )
         return EXIT_FAILED
     return EXIT_OK
 

@@ -117,7 +117,9 @@ def event_from_document(document: Any, source: str = "<event>") -> AscEvent:
     client_payload and a raw App Store Connect body.
     """
     if not isinstance(document, dict):
-        raise ConfigError(f"{source}: expected a JSON object, got {type(document).__name__}")
+        raise ConfigError(
+            f"{source}: expected a JSON object, got {type(document).__name__}"
+        )
 
     if isinstance(document.get("client_payload"), dict):
         return event_from_client_payload(document["client_payload"], source=source)
@@ -156,12 +158,14 @@ def _event_from_payload_or_body(document: dict[str, Any], source: str) -> AscEve
     )
 
 
-def event_from_webhook_body(body: Mapping[str, Any], source: str = "<body>") -> AscEvent:
+def event_from_webhook_body(
+    body: Mapping[str, Any], source: str = "<body>"
+) -> AscEvent:
     """Parse a raw App Store Connect webhook body (``{"data": {...}}``)."""
     data = body.get("data")
     if not isinstance(data, dict) or not isinstance(data.get("type"), str):
         raise ConfigError(f"{source}: webhook body has no data.type")
-    attributes = data.get("attributes") if isinstance(data.get("attributes"), dict) else {}
+    attributes = _mapping(data.get("attributes"))
     old_state, new_state = _states(attributes)
     resource_type, resource_id, resource_url = _instance(data)
     return AscEvent(
@@ -184,8 +188,8 @@ def event_from_client_payload(
     event_type = payload.get("event")
     if not isinstance(event_type, str) or not event_type:
         raise ConfigError(f"{source}: client_payload has no 'event' string")
-    resource = payload.get("resource") if isinstance(payload.get("resource"), dict) else {}
-    relay = payload.get("relay") if isinstance(payload.get("relay"), dict) else {}
+    resource = _mapping(payload.get("resource"))
+    relay = _mapping(payload.get("relay"))
     history = tuple(
         HistoryEntry(
             event=_optional_str(entry.get("event")),
@@ -197,7 +201,9 @@ def event_from_client_payload(
         for entry in relay.get("history") or []
         if isinstance(entry, dict)
     )
-    original = payload.get("payload") if isinstance(payload.get("payload"), dict) else None
+    original = (
+        payload.get("payload") if isinstance(payload.get("payload"), dict) else None
+    )
     return AscEvent(
         type=event_type,
         id=_optional_str(payload.get("id")),
@@ -221,7 +227,9 @@ def route(event: AscEvent, settings: Settings) -> Route:
     if event.type == BUILD_UPLOAD_STATE_UPDATED:
         if state == "COMPLETE":
             if not settings.submit_for_review.enabled:
-                return Route(NONE, "build upload complete; submit_for_review.enabled is false")
+                return Route(
+                    NONE, "build upload complete; submit_for_review.enabled is false"
+                )
             return Route(SUBMIT_FOR_REVIEW, "build upload complete")
         if state == "FAILED":
             return Route(NOTIFY_BUILD_FAILED, "build upload failed")
@@ -233,13 +241,17 @@ def route(event: AscEvent, settings: Settings) -> Route:
                 return Route(NONE, "version released; release.enabled is false")
             return Route(RELEASE, "version is ready for distribution")
         if state in settings.slack.notify_states:
-            return Route(NOTIFY_REVIEW_STATE, f"version state {state} is in slack.notify_states")
+            return Route(
+                NOTIFY_REVIEW_STATE, f"version state {state} is in slack.notify_states"
+            )
         return Route(NONE, f"version state {state!r} is not in slack.notify_states")
 
     if event.type == BETA_BUILD_STATE_UPDATED:
         if state in settings.slack.beta_notify_states:
             return Route(NOTIFY_BETA_STATE, f"external beta state {state}")
-        return Route(NONE, f"external beta state {state!r} is not in slack.beta_notify_states")
+        return Route(
+            NONE, f"external beta state {state!r} is not in slack.beta_notify_states"
+        )
 
     if event.type in (SCREENSHOT_FEEDBACK_CREATED, CRASH_FEEDBACK_CREATED):
         if not settings.slack.notify_feedback:
@@ -283,15 +295,19 @@ def _instance(data: Mapping[str, Any]) -> tuple[str | None, str | None, str | No
 
     # Background-asset events put type and id on the instance itself, without
     # the JSON:API "data" wrapper the other events use.
-    target = instance.get("data") if isinstance(instance.get("data"), dict) else instance
+    target = _mapping(instance.get("data")) or instance
     resource_type = _optional_str(target.get("type"))
     resource_id = _optional_str(target.get("id"))
 
-    links = instance.get("links") if isinstance(instance.get("links"), dict) else {}
+    links = _mapping(instance.get("links"))
     url = _optional_str(links.get("self"))
     if url is None and resource_type and resource_id:
         url = f"{ASC_API_BASE}/v1/{resource_type}/{resource_id}"
     return resource_type, resource_id, url
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _optional_str(value: Any) -> str | None:

@@ -196,7 +196,9 @@ class GitHub:
         pulls = response.json()
         return pulls[0] if pulls else None
 
-    def create_pull(self, head: str, base: str, title: str, body: str) -> dict[str, Any]:
+    def create_pull(
+        self, head: str, base: str, title: str, body: str
+    ) -> dict[str, Any]:
         """Open a pull request from ``head`` into ``base``."""
         response = self.request(
             "POST",

@@ -105,7 +105,7 @@ class Jira:
     def from_environ(
         cls, environ: Mapping[str, str], http: HttpClient | None = None
     ) -> Jira:
-        """Build a client from the environment; raise ConfigError naming what is missing."""
+        """Build a client from the environment; raise ConfigError naming gaps."""
         missing = [
             name
             for name in (BASE_URL_VAR, EMAIL_VAR, TOKEN_VAR)
@@ -124,7 +124,9 @@ class Jira:
                 f"{BASE_URL_VAR} is {base_url!r}: set it to the site URL, such as "
                 "https://your-site.atlassian.net"
             )
-        return cls(base_url, environ[EMAIL_VAR].strip(), environ[TOKEN_VAR].strip(), http=http)
+        return cls(
+            base_url, environ[EMAIL_VAR].strip(), environ[TOKEN_VAR].strip(), http=http
+        )
 
     def request(
         self,
@@ -150,7 +152,9 @@ class Jira:
 
     def project_versions(self, project: str) -> list[JiraVersion]:
         """List every version of a project (``GET /project/{key}/versions``)."""
-        response = self.request("GET", f"/rest/api/3/project/{quote(project, safe='')}/versions")
+        response = self.request(
+            "GET", f"/rest/api/3/project/{quote(project, safe='')}/versions"
+        )
         return [
             JiraVersion(
                 id=str(item["id"]),
@@ -186,7 +190,9 @@ class Jira:
         return issues
 
     def transitions(self, key: str) -> list[Transition]:
-        body = self.request("GET", f"/rest/api/3/issue/{quote(key, safe='')}/transitions").json()
+        body = self.request(
+            "GET", f"/rest/api/3/issue/{quote(key, safe='')}/transitions"
+        ).json()
         return [
             Transition(
                 id=str(item["id"]),
@@ -227,7 +233,9 @@ def find_transition(transitions: list[Transition], wanted: str) -> Transition | 
     return None
 
 
-def near_versions(versions: list[JiraVersion], wanted: str, limit: int = 5) -> list[str]:
+def near_versions(
+    versions: list[JiraVersion], wanted: str, limit: int = 5
+) -> list[str]:
     """Return version names that resemble ``wanted`` without matching it exactly.
 
     Names that contain ``wanted`` as a whole version number ("1.2.0 (build 5)",
@@ -235,7 +243,9 @@ def near_versions(versions: list[JiraVersion], wanted: str, limit: int = 5) -> l
     spellings by difflib.
     """
     pattern = re.compile(r"(?<![\w.])" + re.escape(wanted) + r"(?![\w]|\.\w)")
-    containing = [v.name for v in versions if v.name != wanted and pattern.search(v.name)]
+    containing = [
+        v.name for v in versions if v.name != wanted and pattern.search(v.name)
+    ]
     names = [v.name for v in versions if v.name != wanted]
     similar = difflib.get_close_matches(wanted, names, n=limit, cutoff=0.75)
     ordered: list[str] = []

@@ -66,7 +66,9 @@ def send_message(
     """Post ``message`` and record the result as ``step`` of ``outcome``."""
     if dry_run:
         print(json.dumps(message.payload(), indent=2, ensure_ascii=False))
-        outcome.add(step, "skipped", "dry run: printed the Slack message instead of posting it")
+        outcome.add(
+            step, "skipped", "dry run: printed the Slack message instead of posting it"
+        )
         return
     if slack is None:
         logger.info("%s", NOT_CONFIGURED)
@@ -113,37 +115,57 @@ def notify_build_failed(
     state_detail = attribute(upload, "state") or {}
     state = state_detail.get("state")
     outcome.outputs.update(
-        {"version": version, "build_number": build_number, "build_upload_id": build_upload_id}
+        {
+            "version": version,
+            "build_number": build_number,
+            "build_upload_id": build_upload_id,
+        }
     )
 
     if state != "FAILED":
         outcome.add(
             "check upload",
             "skipped",
-            f"build upload {build_upload_id} is in state {state}, not FAILED: nothing to report",
+            f"build upload {build_upload_id} is in state {state}, not FAILED: "
+            "nothing to report",
         )
         return outcome
 
     app_name = _app_name_for_upload(asc, document, upload, settings)
-    errors = [entry for entry in state_detail.get("errors") or [] if isinstance(entry, dict)]
-    warnings = [entry for entry in state_detail.get("warnings") or [] if isinstance(entry, dict)]
+    errors = [
+        entry for entry in state_detail.get("errors") or [] if isinstance(entry, dict)
+    ]
+    warnings = [
+        entry for entry in state_detail.get("warnings") or [] if isinstance(entry, dict)
+    ]
     title = f"Build upload failed: {app_name} {version} ({build_number})"
     blocks: list[dict[str, Any]] = [
         header_block(f":x: {title}"),
         fields_block(
-            [("App", app_name), ("Version", version), ("Build", build_number), ("Platform", platform)]
+            [
+                ("App", app_name),
+                ("Version", version),
+                ("Build", build_number),
+                ("Platform", platform),
+            ]
         ),
     ]
     blocks.extend(_problem_blocks(":x:", "Error", errors))
     blocks.extend(_problem_blocks(":warning:", "Warning", warnings))
     if not errors and not warnings:
-        blocks.append(section_block("App Store Connect reported no error codes for this upload."))
-    outcome.outputs["error_codes"] = ",".join(itms_code(entry.get("code")) for entry in errors)
+        blocks.append(
+            section_block("App Store Connect reported no error codes for this upload.")
+        )
+    outcome.outputs["error_codes"] = ",".join(
+        itms_code(entry.get("code")) for entry in errors
+    )
     send_message(slack, Message(text=title, blocks=blocks), outcome, dry_run=dry_run)
     return outcome
 
 
-def _problem_blocks(emoji: str, label: str, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _problem_blocks(
+    emoji: str, label: str, entries: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
     blocks = [
         section_block(
             f"{emoji} *{label} {escape(itms_code(entry.get('code')))}*\n"
@@ -152,8 +174,12 @@ def _problem_blocks(emoji: str, label: str, entries: list[dict[str, Any]]) -> li
         for entry in entries[:MAX_LISTED_PROBLEMS]
     ]
     if len(entries) > MAX_LISTED_PROBLEMS:
-        rest = ", ".join(itms_code(entry.get("code")) for entry in entries[MAX_LISTED_PROBLEMS:])
-        blocks.append(context_block(escape(f"{len(entries) - MAX_LISTED_PROBLEMS} more: {rest}")))
+        rest = ", ".join(
+            itms_code(entry.get("code")) for entry in entries[MAX_LISTED_PROBLEMS:]
+        )
+        blocks.append(
+            context_block(escape(f"{len(entries) - MAX_LISTED_PROBLEMS} more: {rest}"))
+        )
     return blocks
 
 
@@ -198,13 +224,25 @@ def notify_review_state(
     app_name = str(attribute(app, "name") or settings.app_name or "the app")
     version_string = str(attribute(version, "versionString") or "?")
     platform = str(attribute(version, "platform") or settings.platform)
-    current = state or (event.new_state if event else None) or attribute(version, "appVersionState")
+    current = (
+        state
+        or (event.new_state if event else None)
+        or attribute(version, "appVersionState")
+    )
     outcome.outputs.update(
-        {"version": version_string, "state": str(current), "app_store_version_id": version_id}
+        {
+            "version": version_string,
+            "state": str(current),
+            "app_store_version_id": version_id,
+        }
     )
 
     title = f"{app_name} {version_string} ({platform}): {readable_state(current)}"
-    fields = [("Version", version_string), ("State", str(current)), ("Platform", platform)]
+    fields = [
+        ("Version", version_string),
+        ("State", str(current)),
+        ("Platform", platform),
+    ]
     build_number = attribute(build, "version")
     if build_number:
         fields.append(("Build", str(build_number)))
@@ -240,7 +278,9 @@ def _review_start(history: Sequence[HistoryEntry]) -> datetime | None:
     for wanted in REVIEW_START_STATES:
         for entry in reversed(history):
             if entry.new_state == wanted:
-                when = parse_timestamp(entry.timestamp) or parse_timestamp(entry.received_at)
+                when = parse_timestamp(entry.timestamp) or parse_timestamp(
+                    entry.received_at
+                )
                 if when is not None:
                     return when
     return None
@@ -253,7 +293,9 @@ def parse_timestamp(value: str | None) -> datetime | None:
     """Parse an RFC 3339 time with 0 to 9 fractional digits; None when invalid."""
     if not value:
         return None
-    text = _FRACTION.sub(r"\1", value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    text = _FRACTION.sub(
+        r"\1", value.strip().replace("Z", "+00:00").replace("z", "+00:00")
+    )
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
@@ -312,18 +354,23 @@ def notify_beta_state(
             pre_release = build_document.related(resource, "preReleaseVersion")
             app_name = str(attribute(app, "name") or app_name)
             version = str(attribute(pre_release, "version") or version)
-    outcome.outputs.update({"state": str(current), "build_number": build_number, "version": version})
+    outcome.outputs.update(
+        {"state": str(current), "build_number": build_number, "version": version}
+    )
 
+    build_name = f"{app_name} {version} ({build_number})"
     if current == "BETA_APPROVED":
-        title = f"{app_name} {version} ({build_number}) passed TestFlight beta review"
+        title = f"{build_name} passed TestFlight beta review"
     elif current == "BETA_REJECTED":
-        title = f"{app_name} {version} ({build_number}) was rejected in TestFlight beta review"
+        title = f"{build_name} was rejected in TestFlight beta review"
     else:
-        title = f"{app_name} {version} ({build_number}): external TestFlight state {current}"
+        title = f"{build_name}: external TestFlight state {current}"
     emoji = _STATE_EMOJI.get(str(current), ":information_source:")
     blocks = [
         header_block(f"{emoji} {title}"),
-        fields_block([("Version", version), ("Build", build_number), ("State", str(current))]),
+        fields_block(
+            [("Version", version), ("Build", build_number), ("State", str(current))]
+        ),
     ]
     send_message(slack, Message(text=title, blocks=blocks), outcome, dry_run=dry_run)
     return outcome
@@ -355,7 +402,9 @@ def notify_feedback(
     submission = document.data or {}
     build = document.related(submission, "build")
     tester = document.related(submission, "tester")
-    app_name = settings.app_name or str(attribute(submission, "buildBundleId") or "the app")
+    app_name = settings.app_name or str(
+        attribute(submission, "buildBundleId") or "the app"
+    )
     build_number = str(attribute(build, "version") or "?")
     outcome.outputs["build_number"] = build_number
 
@@ -395,15 +444,21 @@ def _feedback_fields(
     ):
         value = attribute(submission, name)
         if value is not None and value != "":
-            fields.append((label, f"{value}%" if name == "batteryPercentage" else str(value)))
+            fields.append(
+                (label, f"{value}%" if name == "batteryPercentage" else str(value))
+            )
     # Tester identity is personal data, so it is shown only when the settings
     # allow it; otherwise neither the name nor the address leaves the runner.
     if settings.slack.include_tester_email:
         email = attribute(submission, "email") or attribute(tester, "email")
         name = " ".join(
-            str(part) for part in (attribute(tester, "firstName"), attribute(tester, "lastName")) if part
+            str(part)
+            for part in (attribute(tester, "firstName"), attribute(tester, "lastName"))
+            if part
         )
-        tester_text = " ".join(part for part in (name, f"<{email}>" if email else "") if part)
+        tester_text = " ".join(
+            part for part in (name, f"<{email}>" if email else "") if part
+        )
         if tester_text:
             fields.append(("Tester", tester_text))
     return fields[:10]
@@ -429,7 +484,11 @@ def _crash_log_block(log_text: str | None, max_lines: int) -> dict[str, Any]:
     shown = lines[:max_lines]
     # A code block cannot contain ``` itself, so break any run of backticks.
     text = escape("\n".join(shown)).replace("```", "`\u200b``")
-    more = f"\n_{len(lines) - len(shown)} more lines in App Store Connect_" if len(lines) > len(shown) else ""
+    more = (
+        f"\n_{len(lines) - len(shown)} more lines in App Store Connect_"
+        if len(lines) > len(shown)
+        else ""
+    )
     # The marker must stay outside the code block, so cut the log first.
     budget = SECTION_TEXT_LIMIT - len(more) - len("```\n\n```")
     text = truncate(text, budget)

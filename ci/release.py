@@ -16,11 +16,27 @@ from datetime import date
 from ci.asc import AppStoreConnect, attribute
 from ci.github import GitHub, is_protection_error
 from ci.http import ApiError
-from ci.jira import Jira, JiraIssue, JiraVersion, find_transition, jql_quote, near_versions
+from ci.jira import (
+    Jira,
+    JiraIssue,
+    JiraVersion,
+    find_transition,
+    jql_quote,
+    near_versions,
+)
 from ci.notify import send_message
 from ci.outcome import Outcome
 from ci.settings import Settings, render_template
-from ci.slack import Message, Slack, context_block, escape, fields_block, header_block, link, section_block
+from ci.slack import (
+    Message,
+    Slack,
+    context_block,
+    escape,
+    fields_block,
+    header_block,
+    link,
+    section_block,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +74,9 @@ class MergeState:
     pull_request: str | None = None
 
 
-def fetch_version(asc: AppStoreConnect, version_id: str, settings: Settings) -> VersionInfo:
+def fetch_version(
+    asc: AppStoreConnect, version_id: str, settings: Settings
+) -> VersionInfo:
     """Fetch ``GET /v1/appStoreVersions/{id}?include=app,build``."""
     document = asc.app_store_version(version_id, include=("app", "build"))
     version = document.data or {}
@@ -89,17 +107,28 @@ def run_release(
     outcome = Outcome(ACTION)
     info = fetch_version(asc, version_id, settings)
     outcome.outputs.update(
-        {"version": info.version, "app_store_version_id": info.id, "platform": info.platform}
+        {
+            "version": info.version,
+            "app_store_version_id": info.id,
+            "platform": info.platform,
+        }
     )
     if info.build:
         outcome.outputs["build_number"] = info.build
     logger.info(
-        "release %s %s (%s), App Store version %s", info.app_name, info.version,
-        info.platform, info.id,
+        "release %s %s (%s), App Store version %s",
+        info.app_name,
+        info.version,
+        info.platform,
+        info.id,
     )
 
     if not info.version:
-        outcome.add("check version", "failed", f"App Store version {version_id} has no versionString")
+        outcome.add(
+            "check version",
+            "failed",
+            f"App Store version {version_id} has no versionString",
+        )
         return outcome
     if info.state != RELEASED_STATE:
         outcome.add(
@@ -111,7 +140,9 @@ def run_release(
         return outcome
 
     if dry_run:
-        return _plan(info, settings, outcome, jira_enabled=jira is not None, slack=slack)
+        return _plan(
+            info, settings, outcome, jira_enabled=jira is not None, slack=slack
+        )
 
     merge = MergeState()
     if github is not None:
@@ -146,7 +177,11 @@ def merge_step(
         try:
             return MergeState(sha=github.branch_sha(target))
         except ApiError as exc:
-            outcome.add("find commit to tag", "failed", f"{exc}; check release.merge_into ({target!r})")
+            outcome.add(
+                "find commit to tag",
+                "failed",
+                f"{exc}; check release.merge_into ({target!r})",
+            )
             return MergeState()
 
     message = f"Merge {source} into {target} for {info.app_name} {info.version}"
@@ -157,7 +192,11 @@ def merge_step(
             outcome.add("merge", "failed", _missing_branch_detail(exc, source, target))
             return MergeState()
         if exc.status == 409 or is_protection_error(exc):
-            reason = "branch protection blocks the merge" if is_protection_error(exc) else "merge conflict"
+            reason = (
+                "branch protection blocks the merge"
+                if is_protection_error(exc)
+                else "merge conflict"
+            )
             return _pull_request_instead(github, settings, info, outcome, reason)
         outcome.add("merge", "failed", str(exc))
         return MergeState()
@@ -218,18 +257,26 @@ def _pull_request_instead(
             ),
         )
     except ApiError as exc:
-        outcome.add("merge", "failed", f"{reason}, and opening a pull request failed: {exc}")
+        outcome.add(
+            "merge", "failed", f"{reason}, and opening a pull request failed: {exc}"
+        )
         return MergeState()
     url = str(created.get("html_url"))
     outcome.add(
-        "merge", "done", f"{reason}; opened pull request #{created.get('number')}: {url}"
+        "merge",
+        "done",
+        f"{reason}; opened pull request #{created.get('number')}: {url}",
     )
     outcome.outputs["pull_request"] = url
     return MergeState(pull_request=url)
 
 
 def tag_step(
-    github: GitHub, settings: Settings, info: VersionInfo, merge: MergeState, outcome: Outcome
+    github: GitHub,
+    settings: Settings,
+    info: VersionInfo,
+    merge: MergeState,
+    outcome: Outcome,
 ) -> str | None:
     """Tag the merge commit; return the tag name when it points at the right commit."""
     template = settings.release.tag
@@ -239,11 +286,16 @@ def tag_step(
     tag = render_template(template, **info.template_values())
     outcome.outputs["tag"] = tag
     if merge.sha is None:
-        waiting = f" until pull request {merge.pull_request} is merged" if merge.pull_request else ""
+        waiting = (
+            f" until pull request {merge.pull_request} is merged"
+            if merge.pull_request
+            else ""
+        )
         outcome.add(
             "tag",
             "skipped",
-            f"no merge commit to tag{waiting}; run `asc-ci release --version {info.id}` afterwards",
+            f"no merge commit to tag{waiting}; run "
+            f"`asc-ci release --version {info.id}` afterwards",
         )
         return None
 
@@ -270,7 +322,11 @@ def tag_step(
 
 
 def github_release_step(
-    github: GitHub, settings: Settings, info: VersionInfo, tag: str | None, outcome: Outcome
+    github: GitHub,
+    settings: Settings,
+    info: VersionInfo,
+    tag: str | None,
+    outcome: Outcome,
 ) -> None:
     if not settings.release.github_release:
         outcome.add("github release", "skipped", "release.github_release is false")
@@ -287,14 +343,18 @@ def github_release_step(
         existing = github.release_by_tag(tag)
         if existing is not None:
             url = str(existing.get("html_url"))
-            outcome.add("github release", "unchanged", f"release for {tag} exists: {url}")
+            outcome.add(
+                "github release", "unchanged", f"release for {tag} exists: {url}"
+            )
             outcome.outputs["release_url"] = url
             return
         try:
             created = github.create_release(tag, name, body)
         except ApiError as exc:
             if exc.status == 422 and "already_exists" in str(exc):
-                outcome.add("github release", "unchanged", f"release for {tag} already exists")
+                outcome.add(
+                    "github release", "unchanged", f"release for {tag} already exists"
+                )
                 return
             raise
     except ApiError as exc:
@@ -314,17 +374,25 @@ def jira_steps(
     try:
         versions = jira.project_versions(project)
     except ApiError as exc:
-        outcome.add("jira version", "failed", f"{exc}; check jira.project ({project!r})")
+        outcome.add(
+            "jira version", "failed", f"{exc}; check jira.project ({project!r})"
+        )
         return []
 
     version = next((item for item in versions if item.name == name), None)
     if version is None:
-        outcome.add("jira version", "failed", _version_not_found(project, name, versions))
+        outcome.add(
+            "jira version", "failed", _version_not_found(project, name, versions)
+        )
         return []
-    outcome.add("jira version", "unchanged", f"found {name} (id {version.id}) in {project}")
+    outcome.add(
+        "jira version", "unchanged", f"found {name} (id {version.id}) in {project}"
+    )
     outcome.outputs["jira_version_id"] = version.id
 
-    jql = f"project = {jql_quote(project)} AND fixVersion = {version.id} ORDER BY key ASC"
+    jql = (
+        f"project = {jql_quote(project)} AND fixVersion = {version.id} ORDER BY key ASC"
+    )
     try:
         issues = jira.search_issues(jql)
     except ApiError as exc:
@@ -405,7 +473,9 @@ def _release_version(
     except ApiError as exc:
         outcome.add("jira release", "failed", str(exc))
         return
-    outcome.add("jira release", "done", f"marked {version.name} released on {today.isoformat()}")
+    outcome.add(
+        "jira release", "done", f"marked {version.name} released on {today.isoformat()}"
+    )
 
 
 def release_message(
@@ -426,36 +496,62 @@ def release_message(
     if merge.pull_request:
         blocks.append(
             section_block(
-                f":warning: The merge needs a human: {link(merge.pull_request, 'open pull request')}"
+                ":warning: The merge needs a human: "
+                + link(merge.pull_request, "open pull request")
             )
         )
     if issues:
         lines = []
         for issue in issues[:MAX_LISTED_ISSUES]:
-            key = link(jira.browse_url(issue.key), issue.key) if jira else escape(issue.key)
+            key = (
+                link(jira.browse_url(issue.key), issue.key)
+                if jira
+                else escape(issue.key)
+            )
             lines.append(f"• {key} {escape(issue.summary)}")
         if len(issues) > MAX_LISTED_ISSUES:
             lines.append(f"… and {len(issues) - MAX_LISTED_ISSUES} more")
-        blocks.append(section_block(f"*Issues in this release ({len(issues)})*\n" + "\n".join(lines)))
+        blocks.append(
+            section_block(
+                f"*Issues in this release ({len(issues)})*\n" + "\n".join(lines)
+            )
+        )
     failed = [step.name for step in outcome.steps if step.status == "failed"]
     if failed:
-        blocks.append(context_block(escape(f"Failed steps: {', '.join(failed)}; see the workflow run")))
+        blocks.append(
+            context_block(
+                escape(f"Failed steps: {', '.join(failed)}; see the workflow run")
+            )
+        )
     return Message(text=title, blocks=blocks)
 
 
 def _plan(
-    info: VersionInfo, settings: Settings, outcome: Outcome, *, jira_enabled: bool, slack: Slack | None
+    info: VersionInfo,
+    settings: Settings,
+    outcome: Outcome,
+    *,
+    jira_enabled: bool,
+    slack: Slack | None,
 ) -> Outcome:
     """Report what a real run would do, without calling GitHub, Jira or Slack."""
     release = settings.release
     if release.merge:
-        outcome.add("merge", "skipped", f"dry run: would merge {release.merge_from} into {release.merge_into}")
+        outcome.add(
+            "merge",
+            "skipped",
+            f"dry run: would merge {release.merge_from} into {release.merge_into}",
+        )
     if release.tag is not None:
         tag = render_template(release.tag, **info.template_values())
         outcome.outputs["tag"] = tag
         outcome.add("tag", "skipped", f"dry run: would tag the merge commit as {tag}")
         if release.github_release:
-            outcome.add("github release", "skipped", f"dry run: would publish a release for {tag}")
+            outcome.add(
+                "github release",
+                "skipped",
+                f"dry run: would publish a release for {tag}",
+            )
     if jira_enabled and settings.jira.enabled:
         name = render_template(settings.jira.version_name, **info.template_values())
         outcome.add(

@@ -347,7 +347,9 @@ def _check_value(name: str, value: Any, spec: KeySpec, source: str) -> Any:
 def _check_template(name: str, value: str, source: str) -> None:
     try:
         fields = [
-            parsed[1] for parsed in string.Formatter().parse(value) if parsed[1] is not None
+            parsed[1]
+            for parsed in string.Formatter().parse(value)
+            if parsed[1] is not None
         ]
     except ValueError as exc:
         raise ConfigError(
@@ -374,7 +376,7 @@ def _describe_yaml_error(exc: yaml.YAMLError, source: str) -> str:
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
     if mark is not None:
         return (
-            f"{source}: invalid YAML at line {mark.line + 1}, column {mark.column + 1}: "
-            f"{problem}; fix the syntax there"
+            f"{source}: invalid YAML at line {mark.line + 1}, "
+            f"column {mark.column + 1}: {problem}; fix the syntax there"
         )
     return f"{source}: invalid YAML: {problem}"

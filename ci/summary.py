@@ -38,7 +38,9 @@ def markdown_cell(text: str) -> str:
     )
 
 
-def render_summary(outcome: Outcome, heading: str, context: list[str] | None = None) -> str:
+def render_summary(
+    outcome: Outcome, heading: str, context: list[str] | None = None
+) -> str:
     """Render an outcome as a Markdown section: heading, context lines, step table."""
     lines = [f"### {markdown_cell(heading)}", ""]
     for line in context or []:
@@ -50,9 +52,8 @@ def render_summary(outcome: Outcome, heading: str, context: list[str] | None = N
         lines.append("| --- | --- | --- |")
         for step in outcome.steps:
             status = STATUS_ICONS.get(step.status, step.status)
-            lines.append(
-                f"| {markdown_cell(step.name)} | {status} | {markdown_cell(step.detail)} |"
-            )
+            name = markdown_cell(step.name)
+            lines.append(f"| {name} | {status} | {markdown_cell(step.detail)} |")
         lines.append("")
     return "\n".join(lines) + "\n"
 
@@ -73,7 +74,9 @@ def append_step_summary(path: str | Path | None, markdown: str) -> None:
 def format_output(name: str, value: str) -> str:
     """Return one output in the ``name<<DELIMITER`` form GitHub reads."""
     if not OUTPUT_NAME.fullmatch(name):
-        raise ValueError(f"output name {name!r} is invalid: use letters, digits, _ and -")
+        raise ValueError(
+            f"output name {name!r} is invalid: use letters, digits, _ and -"
+        )
     delimiter = f"ghadelimiter_{uuid.uuid4()}"
     # A random UUID colliding with the value is practically impossible, but
     # the check keeps the guarantee independent of that.
@@ -87,8 +90,7 @@ def append_outputs(path: str | Path | None, outputs: Mapping[str, str]) -> None:
     if not path:
         return
     with open(path, "a", encoding="utf-8") as handle:
-        for name, value in outputs.items():
-            handle.write(format_output(name, value))
+        handle.writelines(format_output(name, value) for name, value in outputs.items())
 
 
 def parse_outputs(text: str) -> dict[str, str]:
@@ -108,7 +110,9 @@ def parse_outputs(text: str) -> dict[str, str]:
                 value_lines.append(lines[index])
                 index += 1
             if index >= len(lines):
-                raise ValueError(f"output {name!r} has no closing delimiter {delimiter!r}")
+                raise ValueError(
+                    f"output {name!r} has no closing delimiter {delimiter!r}"
+                )
             index += 1
             outputs[name] = "\n".join(value_lines)
         else:

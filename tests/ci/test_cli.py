@@ -106,8 +106,11 @@ def test_route_reads_github_event_path(
     tmp_path: Path, env: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     payload = client_payload(
-        "buildBetaDetailExternalBuildStateUpdated", "buildBetaDetails", "bbd-1",
-        old_state="IN_BETA_REVIEW", new_state="BETA_REJECTED",
+        "buildBetaDetailExternalBuildStateUpdated",
+        "buildBetaDetails",
+        "bbd-1",
+        old_state="IN_BETA_REVIEW",
+        new_state="BETA_REJECTED",
     )
     env["GITHUB_EVENT_PATH"] = event_file(tmp_path, payload)
     assert cli.main(["route"], env) == 0
@@ -149,13 +152,23 @@ def test_handle_build_failed_posts_slack(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     (Path(env["GITHUB_WORKSPACE"]) / ".github").mkdir()
-    (Path(env["GITHUB_WORKSPACE"]) / ".github" / "asc-release.yml").write_text("app_name: Acme\n")
-    payload = client_payload("buildUploadStateUpdated", "buildUploads", "bu-1", old_state="PROCESSING", new_state="FAILED")
+    (Path(env["GITHUB_WORKSPACE"]) / ".github" / "asc-release.yml").write_text(
+        "app_name: Acme\n"
+    )
+    payload = client_payload(
+        "buildUploadStateUpdated",
+        "buildUploads",
+        "bu-1",
+        old_state="PROCESSING",
+        new_state="FAILED",
+    )
     env["GITHUB_EVENT_PATH"] = event_file(tmp_path, payload)
     mocked.get(
         f"{ASC_URL}/v1/buildUploads/bu-1",
         json=load_fixture("build-upload-failed.json"),
-        match=[matchers.header_matcher({"Accept": "application/json"}, strict_match=False)],
+        match=[
+            matchers.header_matcher({"Accept": "application/json"}, strict_match=False)
+        ],
     )
     mocked.post(SLACK_WEBHOOK_URL, body="ok")
 
@@ -171,7 +184,9 @@ def test_handle_build_failed_posts_slack(
     assert outputs["result"] == "success"
     assert "| slack | ✅ done |" in summary
     assert "buildUploadStateUpdated PROCESSING → FAILED" in summary
-    assert_no_secret(captured.out, captured.err, summary, Path(env["GITHUB_OUTPUT"]).read_text())
+    assert_no_secret(
+        captured.out, captured.err, summary, Path(env["GITHUB_OUTPUT"]).read_text()
+    )
 
 
 def test_handle_slack_failure_exits_one(
@@ -180,9 +195,13 @@ def test_handle_slack_failure_exits_one(
     mocked: responses.RequestsMock,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    payload = client_payload("buildUploadStateUpdated", "buildUploads", "bu-1", new_state="FAILED")
+    payload = client_payload(
+        "buildUploadStateUpdated", "buildUploads", "bu-1", new_state="FAILED"
+    )
     env["GITHUB_EVENT_PATH"] = event_file(tmp_path, payload)
-    mocked.get(f"{ASC_URL}/v1/buildUploads/bu-1", json=load_fixture("build-upload-failed.json"))
+    mocked.get(
+        f"{ASC_URL}/v1/buildUploads/bu-1", json=load_fixture("build-upload-failed.json")
+    )
     mocked.post(SLACK_WEBHOOK_URL, status=403, body="action_prohibited")
 
     code = cli.main(["handle"], env)
@@ -194,7 +213,9 @@ def test_handle_slack_failure_exits_one(
     assert "| slack | ❌ failed |" in summary
     assert "action_prohibited" in summary
     assert "Traceback" not in captured.err
-    assert_no_secret(captured.out, captured.err, summary, Path(env["GITHUB_OUTPUT"]).read_text())
+    assert_no_secret(
+        captured.out, captured.err, summary, Path(env["GITHUB_OUTPUT"]).read_text()
+    )
 
 
 def test_handle_asc_not_found_exits_one(
@@ -203,12 +224,27 @@ def test_handle_asc_not_found_exits_one(
     mocked: responses.RequestsMock,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    payload = client_payload("appStoreVersionAppVersionStateUpdated", "appStoreVersions", "gone", new_state="REJECTED")
+    payload = client_payload(
+        "appStoreVersionAppVersionStateUpdated",
+        "appStoreVersions",
+        "gone",
+        new_state="REJECTED",
+    )
     env["GITHUB_EVENT_PATH"] = event_file(tmp_path, payload)
     mocked.get(
         f"{ASC_URL}/v1/appStoreVersions/gone",
         status=404,
-        json={"errors": [{"status": "404", "code": "NOT_FOUND", "title": "The specified resource does not exist", "detail": "There is no resource of type 'appStoreVersions' with id 'gone'"}]},
+        json={
+            "errors": [
+                {
+                    "status": "404",
+                    "code": "NOT_FOUND",
+                    "title": "The specified resource does not exist",
+                    "detail": "There is no resource of type 'appStoreVersions' "
+                    "with id 'gone'",
+                }
+            ]
+        },
     )
     code = cli.main(["handle"], env)
     captured = capsys.readouterr()
@@ -226,7 +262,12 @@ def test_handle_release_dry_run(
     mocked: responses.RequestsMock,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    payload = client_payload("appStoreVersionAppVersionStateUpdated", "appStoreVersions", "ver-1", new_state="READY_FOR_DISTRIBUTION")
+    payload = client_payload(
+        "appStoreVersionAppVersionStateUpdated",
+        "appStoreVersions",
+        "ver-1",
+        new_state="READY_FOR_DISTRIBUTION",
+    )
     env["GITHUB_EVENT_PATH"] = event_file(tmp_path, payload)
     mocked.get(f"{ASC_URL}/v1/appStoreVersions/ver-1", json=version_document())
     code = cli.main(["handle", "--dry-run"], env)
@@ -243,7 +284,10 @@ def test_handle_release_dry_run(
 @pytest.mark.parametrize(
     ("settings", "fragment"),
     [
-        ("release:\n  merge_into: [master]\n", "release.merge_into must be a non-empty string, got ['master']"),
+        (
+            "release:\n  merge_into: [master]\n",
+            "release.merge_into must be a non-empty string, got ['master']",
+        ),
         ("slak:\n  channel: x\n", "unknown key 'slak' (did you mean 'slack'?)"),
         ("platform: IOS\n  bad: indent\n", "invalid YAML at line 2"),
     ],
@@ -258,7 +302,9 @@ def test_settings_error_exits_two(
     config = tmp_path / "settings.yml"
     config.write_text(settings)
     ping = next(path for path in sample_paths() if "ping" in path.name)
-    code = cli.main(["handle", "--config", str(config), "--payload-file", str(ping)], env)
+    code = cli.main(
+        ["handle", "--config", str(config), "--payload-file", str(ping)], env
+    )
     captured = capsys.readouterr()
     assert code == 2
     assert fragment in captured.err
@@ -266,7 +312,9 @@ def test_settings_error_exits_two(
     assert fragment in summary_of(env)
 
 
-def test_missing_event_exits_two(env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_event_exits_two(
+    env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
     assert cli.main(["handle"], env) == 2
     assert "GITHUB_EVENT_PATH is not set" in capsys.readouterr().err
 
@@ -281,7 +329,9 @@ def test_missing_credentials_exits_two(
 
 
 def test_release_needs_github_token(
-    env: dict[str, str], mocked: responses.RequestsMock, capsys: pytest.CaptureFixture[str]
+    env: dict[str, str],
+    mocked: responses.RequestsMock,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     # The GitHub client is built before any request, so nothing is mocked.
     del env["GITHUB_TOKEN"]
@@ -300,7 +350,9 @@ def test_release_needs_github_token(
         ["fetch", "/v1/apps", "--param", "novalue"],
     ],
 )
-def test_usage_error_exits_two(argv: list[str], env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_usage_error_exits_two(
+    argv: list[str], env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
     assert cli.main(argv, env) == 2
     assert "usage: asc-ci" in capsys.readouterr().err
 
@@ -309,7 +361,9 @@ def test_usage_error_exits_two(argv: list[str], env: dict[str, str], capsys: pyt
 
 
 def test_unexpected_error_one_line(
-    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     def explode(*args: object, **kwargs: object) -> None:
         raise RuntimeError(f"boom with {SECRETS['GITHUB_TOKEN']}")
@@ -326,7 +380,9 @@ def test_unexpected_error_one_line(
 
 
 def test_unexpected_error_debug_traceback(
-    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     def explode(*args: object, **kwargs: object) -> None:
         raise RuntimeError(f"boom with {SECRETS['GITHUB_TOKEN']}")
@@ -344,7 +400,9 @@ def test_unexpected_error_debug_traceback(
 
 
 def test_fetch_prints_json(
-    env: dict[str, str], mocked: responses.RequestsMock, capsys: pytest.CaptureFixture[str]
+    env: dict[str, str],
+    mocked: responses.RequestsMock,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     mocked.get(
         f"{ASC_URL}/v1/buildUploads/bu-1",
@@ -376,6 +434,8 @@ def test_output_name_validated() -> None:
 
 
 def test_redactor_masks_secret_values() -> None:
-    redact = cli.Redactor({"GITHUB_TOKEN": SECRETS["GITHUB_TOKEN"], "JIRA_API_TOKEN": "short"})
+    redact = cli.Redactor(
+        {"GITHUB_TOKEN": SECRETS["GITHUB_TOKEN"], "JIRA_API_TOKEN": "short"}
+    )
     assert redact(f"token {SECRETS['GITHUB_TOKEN']} end") == "token *** end"
     assert redact("short stays") == "short stays"

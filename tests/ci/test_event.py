@@ -25,7 +25,9 @@ from tests.ci.support import (
 
 
 def test_webhook_body_app_version_sample() -> None:
-    event = event_from_webhook_body(load_sample("app-version-ready-for-distribution.json"))
+    event = event_from_webhook_body(
+        load_sample("app-version-ready-for-distribution.json")
+    )
     assert event.type == "appStoreVersionAppVersionStateUpdated"
     assert event.old_state == "PENDING_DEVELOPER_RELEASE"
     assert event.new_state == "READY_FOR_DISTRIBUTION"
@@ -136,7 +138,9 @@ def test_event_file_repository_dispatch(tmp_path: Path) -> None:
 
 
 def test_event_file_client_payload_without_payload_key(tmp_path: Path) -> None:
-    payload = client_payload("buildUploadStateUpdated", "buildUploads", "bu-1", new_state="COMPLETE")
+    payload = client_payload(
+        "buildUploadStateUpdated", "buildUploads", "bu-1", new_state="COMPLETE"
+    )
     payload.pop("timestamp")
     path = write_json(tmp_path / "event.json", github_event(payload))
     event = load_event_file(path)
@@ -144,7 +148,9 @@ def test_event_file_client_payload_without_payload_key(tmp_path: Path) -> None:
     assert event.timestamp is None
 
 
-@pytest.mark.parametrize("sample", ["build-upload-complete.json", "app-version-in-review.json"])
+@pytest.mark.parametrize(
+    "sample", ["build-upload-complete.json", "app-version-in-review.json"]
+)
 def test_replay_accepts_raw_body(sample: str) -> None:
     raw_text = (WEBHOOK_SAMPLES / sample).read_text()
     event = event_from_document({"inputs": {"payload": raw_text}})
@@ -152,7 +158,9 @@ def test_replay_accepts_raw_body(sample: str) -> None:
 
 
 def test_replay_accepts_client_payload() -> None:
-    payload = client_payload("buildUploadStateUpdated", "buildUploads", "bu-1", new_state="FAILED")
+    payload = client_payload(
+        "buildUploadStateUpdated", "buildUploads", "bu-1", new_state="FAILED"
+    )
     event = event_from_document({"inputs": {"payload": json.dumps(payload)}})
     assert event.type == "buildUploadStateUpdated"
     assert event.resource_id == "bu-1"

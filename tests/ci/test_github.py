@@ -91,7 +91,7 @@ def test_merge_conflict_error(mocked: responses.RequestsMock) -> None:
             422,
             {
                 "message": "Protected branch update failed for refs/heads/master.",
-                "errors": ["Required status check \"ci\" is expected."],
+                "errors": ['Required status check "ci" is expected.'],
             },
         ),
         (
@@ -122,7 +122,9 @@ def test_validation_error_lists_codes(mocked: responses.RequestsMock) -> None:
         status=422,
         json={
             "message": "Validation Failed",
-            "errors": [{"resource": "Release", "code": "already_exists", "field": "tag_name"}],
+            "errors": [
+                {"resource": "Release", "code": "already_exists", "field": "tag_name"}
+            ],
             "documentation_url": "https://docs.github.com/rest/releases/releases#create-a-release",
         },
     )
@@ -135,7 +137,10 @@ def test_validation_error_lists_codes(mocked: responses.RequestsMock) -> None:
 def test_tag_commit_lightweight(mocked: responses.RequestsMock) -> None:
     mocked.get(
         f"{REPO}/git/ref/tags/v1.0.0",
-        json={"ref": "refs/tags/v1.0.0", "object": {"sha": MERGE_SHA, "type": "commit"}},
+        json={
+            "ref": "refs/tags/v1.0.0",
+            "object": {"sha": MERGE_SHA, "type": "commit"},
+        },
     )
     assert client().tag_commit("v1.0.0") == MERGE_SHA
 
@@ -143,7 +148,10 @@ def test_tag_commit_lightweight(mocked: responses.RequestsMock) -> None:
 def test_tag_commit_annotated_peeled(mocked: responses.RequestsMock) -> None:
     mocked.get(
         f"{REPO}/git/ref/tags/v1.0.0",
-        json={"ref": "refs/tags/v1.0.0", "object": {"sha": TAG_OBJECT_SHA, "type": "tag"}},
+        json={
+            "ref": "refs/tags/v1.0.0",
+            "object": {"sha": TAG_OBJECT_SHA, "type": "tag"},
+        },
     )
     mocked.get(
         f"{REPO}/git/tags/{TAG_OBJECT_SHA}",
@@ -160,7 +168,10 @@ def test_tag_commit_missing(mocked: responses.RequestsMock) -> None:
     mocked.get(
         f"{REPO}/git/ref/tags/v1.0.0",
         status=404,
-        json={"message": "Not Found", "documentation_url": "https://docs.github.com/rest"},
+        json={
+            "message": "Not Found",
+            "documentation_url": "https://docs.github.com/rest",
+        },
     )
     assert client().tag_commit("v1.0.0") is None
 

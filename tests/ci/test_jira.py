@@ -21,9 +21,12 @@ from ci.jira import (
 )
 from tests.ci.support import JIRA_URL, SECRETS, http
 
-AUTH = "Basic " + base64.b64encode(
-    f"release@acme.test:{SECRETS['JIRA_API_TOKEN']}".encode()
-).decode()
+AUTH = (
+    "Basic "
+    + base64.b64encode(
+        f"release@acme.test:{SECRETS['JIRA_API_TOKEN']}".encode()
+    ).decode()
+)
 
 
 @pytest.fixture
@@ -43,7 +46,9 @@ def client() -> Jira:
     )
 
 
-def issue(key: str, status: str = "In Progress", category: str = "indeterminate") -> dict[str, object]:
+def issue(
+    key: str, status: str = "In Progress", category: str = "indeterminate"
+) -> dict[str, object]:
     return {
         "id": key.split("-")[1],
         "key": key,
@@ -79,7 +84,11 @@ def test_search_follows_next_page_token(mocked: responses.RequestsMock) -> None:
     base = {"jql": jql, "fields": "summary,status", "maxResults": "100"}
     mocked.get(
         f"{JIRA_URL}/rest/api/3/search/jql",
-        json={"issues": [issue("IOS-1"), issue("IOS-2")], "nextPageToken": "p2", "isLast": False},
+        json={
+            "issues": [issue("IOS-1"), issue("IOS-2")],
+            "nextPageToken": "p2",
+            "isLast": False,
+        },
         match=[matchers.query_param_matcher(base)],
     )
     mocked.get(
@@ -101,11 +110,16 @@ def test_error_body_parsed(mocked: responses.RequestsMock) -> None:
     mocked.get(
         f"{JIRA_URL}/rest/api/3/project/NOPE/versions",
         status=404,
-        json={"errorMessages": ["No project could be found with key 'NOPE'."], "errors": {}},
+        json={
+            "errorMessages": ["No project could be found with key 'NOPE'."],
+            "errors": {},
+        },
     )
     with pytest.raises(NotFoundError) as caught:
         client().project_versions("NOPE")
-    assert "returned 404: No project could be found with key 'NOPE'." in str(caught.value)
+    assert "returned 404: No project could be found with key 'NOPE'." in str(
+        caught.value
+    )
     assert SECRETS["JIRA_API_TOKEN"] not in str(caught.value)
 
 
@@ -121,15 +135,30 @@ def test_transition_posts_id(mocked: responses.RequestsMock) -> None:
 def test_release_version_put(mocked: responses.RequestsMock) -> None:
     mocked.put(
         f"{JIRA_URL}/rest/api/3/version/10000",
-        json={"id": "10000", "name": "1.2.0", "released": True, "releaseDate": "2026-12-04"},
-        match=[matchers.json_params_matcher({"released": True, "releaseDate": "2026-12-04"})],
+        json={
+            "id": "10000",
+            "name": "1.2.0",
+            "released": True,
+            "releaseDate": "2026-12-04",
+        },
+        match=[
+            matchers.json_params_matcher(
+                {"released": True, "releaseDate": "2026-12-04"}
+            )
+        ],
     )
     client().release_version("10000", "2026-12-04")
 
 
 @pytest.mark.parametrize(
     ("wanted", "expected_id"),
-    [("Done", "31"), ("done", "31"), ("Closed", "41"), ("Released", "51"), ("Nope", None)],
+    [
+        ("Done", "31"),
+        ("done", "31"),
+        ("Closed", "41"),
+        ("Released", "51"),
+        ("Nope", None),
+    ],
 )
 def test_find_transition(wanted: str, expected_id: str | None) -> None:
     transitions = [
@@ -168,7 +197,11 @@ def test_jql_quote_escapes() -> None:
             "JIRA_API_TOKEN is not",
         ),
         (
-            {"JIRA_BASE_URL": "acme.atlassian.net", "JIRA_EMAIL": "a@b.test", "JIRA_API_TOKEN": SECRETS["JIRA_API_TOKEN"]},
+            {
+                "JIRA_BASE_URL": "acme.atlassian.net",
+                "JIRA_EMAIL": "a@b.test",
+                "JIRA_API_TOKEN": SECRETS["JIRA_API_TOKEN"],
+            },
             "https://your-site.atlassian.net",
         ),
     ],

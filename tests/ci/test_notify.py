@@ -95,7 +95,9 @@ def test_build_failed_app_from_build(mocked: responses.RequestsMock) -> None:
                 "attributes": {"version": "3"},
                 "relationships": {"app": {"data": {"type": "apps", "id": "a-1"}}},
             },
-            "included": [{"type": "apps", "id": "a-1", "attributes": {"name": "Widgets"}}],
+            "included": [
+                {"type": "apps", "id": "a-1", "attributes": {"name": "Widgets"}}
+            ],
         },
         match=[matchers.query_param_matcher({"include": "app"})],
     )
@@ -109,24 +111,35 @@ def test_build_failed_app_from_build(mocked: responses.RequestsMock) -> None:
 
 
 def test_build_failed_complete_upload_skipped(mocked: responses.RequestsMock) -> None:
-    mocked.get(f"{ASC_URL}/v1/buildUploads/bu-1", json=load_fixture("build-upload-complete.json"))
+    mocked.get(
+        f"{ASC_URL}/v1/buildUploads/bu-1",
+        json=load_fixture("build-upload-complete.json"),
+    )
     outcome = notify_build_failed(make_asc(), "bu-1", Settings(), slack())
     assert [step.status for step in outcome.steps] == ["skipped"]
     assert "not FAILED" in outcome.steps[0].detail
 
 
 def test_build_failed_without_slack_skipped(mocked: responses.RequestsMock) -> None:
-    mocked.get(f"{ASC_URL}/v1/buildUploads/bu-1", json=load_fixture("build-upload-failed.json"))
-    outcome = notify_build_failed(make_asc(), "bu-1", parse_settings("app_name: A\n"), None)
+    mocked.get(
+        f"{ASC_URL}/v1/buildUploads/bu-1", json=load_fixture("build-upload-failed.json")
+    )
+    outcome = notify_build_failed(
+        make_asc(), "bu-1", parse_settings("app_name: A\n"), None
+    )
     assert [step.status for step in outcome.steps] == ["skipped"]
     assert outcome.failed is False
     assert "SLACK_WEBHOOK_URL" in outcome.steps[0].detail
 
 
 def test_build_failed_slack_error_fails(mocked: responses.RequestsMock) -> None:
-    mocked.get(f"{ASC_URL}/v1/buildUploads/bu-1", json=load_fixture("build-upload-failed.json"))
+    mocked.get(
+        f"{ASC_URL}/v1/buildUploads/bu-1", json=load_fixture("build-upload-failed.json")
+    )
     mocked.post(SLACK_WEBHOOK_URL, status=404, body="no_service")
-    outcome = notify_build_failed(make_asc(), "bu-1", parse_settings("app_name: A\n"), slack())
+    outcome = notify_build_failed(
+        make_asc(), "bu-1", parse_settings("app_name: A\n"), slack()
+    )
     assert outcome.failed is True
     assert "no_service" in outcome.steps[0].detail
     assert "s3cr3t" not in outcome.steps[0].detail
@@ -134,7 +147,13 @@ def test_build_failed_slack_error_fails(mocked: responses.RequestsMock) -> None:
 
 @pytest.mark.parametrize(
     ("code", "expected"),
-    [("90683", "ITMS-90683"), (90683, "ITMS-90683"), ("ITMS-4238", "ITMS-4238"), ("STATE_ERROR", "STATE_ERROR"), (None, "unknown code")],
+    [
+        ("90683", "ITMS-90683"),
+        (90683, "ITMS-90683"),
+        ("ITMS-4238", "ITMS-4238"),
+        ("STATE_ERROR", "STATE_ERROR"),
+        (None, "unknown code"),
+    ],
 )
 def test_itms_code(code: object, expected: str) -> None:
     assert itms_code(code) == expected
@@ -153,7 +172,13 @@ def review_event(history: list[tuple[str, str | None, str | None]]) -> AscEvent:
         timestamp="2025-12-19T05:41:21.179Z",
         received_at="2025-12-19T05:41:22Z",
         history=tuple(
-            HistoryEntry("appStoreVersionAppVersionStateUpdated", None, state, timestamp, received)
+            HistoryEntry(
+                "appStoreVersionAppVersionStateUpdated",
+                None,
+                state,
+                timestamp,
+                received,
+            )
             for state, timestamp, received in history
         ),
     )
@@ -183,7 +208,10 @@ def test_review_state_includes_duration(mocked: responses.RequestsMock) -> None:
 
 
 def test_review_state_without_history(mocked: responses.RequestsMock) -> None:
-    mocked.get(f"{ASC_URL}/v1/appStoreVersions/ver-1", json=version_document(state="METADATA_REJECTED"))
+    mocked.get(
+        f"{ASC_URL}/v1/appStoreVersions/ver-1",
+        json=version_document(state="METADATA_REJECTED"),
+    )
     mock_slack(mocked)
     outcome = notify_review_state(make_asc(), "ver-1", Settings(), slack())
     message = json.dumps(posted(mocked))
@@ -210,7 +238,9 @@ def test_review_state_without_history(mocked: responses.RequestsMock) -> None:
         ([], None),
     ],
 )
-def test_review_duration(history: list[tuple[str, str | None, str | None]], expected: float | None) -> None:
+def test_review_duration(
+    history: list[tuple[str, str | None, str | None]], expected: float | None
+) -> None:
     assert review_duration(review_event(history)) == expected
 
 
@@ -232,7 +262,12 @@ def test_humanize_seconds(seconds: float, text: str) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    ["2025-12-26T15:47:38.472168681Z", "2025-04-16T05:00:52.745Z", "2025-12-05T14:30:45Z", "2025-12-15T19:12:55-08:00"],
+    [
+        "2025-12-26T15:47:38.472168681Z",
+        "2025-04-16T05:00:52.745Z",
+        "2025-12-05T14:30:45Z",
+        "2025-12-15T19:12:55-08:00",
+    ],
 )
 def test_parse_timestamp_apple_formats(value: str) -> None:
     parsed = parse_timestamp(value)
@@ -252,7 +287,10 @@ def beta_detail_document(state: str) -> dict[str, Any]:
         "data": {
             "type": "buildBetaDetails",
             "id": "bbd-1",
-            "attributes": {"internalBuildState": "IN_BETA_TESTING", "externalBuildState": state},
+            "attributes": {
+                "internalBuildState": "IN_BETA_TESTING",
+                "externalBuildState": state,
+            },
             "relationships": {"build": {"data": {"type": "builds", "id": "b-1"}}},
         },
         "included": [{"type": "builds", "id": "b-1", "attributes": {"version": "77"}}],
@@ -267,21 +305,32 @@ def build_document() -> dict[str, Any]:
             "attributes": {"version": "77"},
             "relationships": {
                 "app": {"data": {"type": "apps", "id": "a-1"}},
-                "preReleaseVersion": {"data": {"type": "preReleaseVersions", "id": "p-1"}},
+                "preReleaseVersion": {
+                    "data": {"type": "preReleaseVersions", "id": "p-1"}
+                },
             },
         },
         "included": [
             {"type": "apps", "id": "a-1", "attributes": {"name": "Acme"}},
-            {"type": "preReleaseVersions", "id": "p-1", "attributes": {"version": "2.0.0"}},
+            {
+                "type": "preReleaseVersions",
+                "id": "p-1",
+                "attributes": {"version": "2.0.0"},
+            },
         ],
     }
 
 
 @pytest.mark.parametrize(
     ("state", "phrase"),
-    [("BETA_APPROVED", "passed TestFlight beta review"), ("BETA_REJECTED", "was rejected in TestFlight beta review")],
+    [
+        ("BETA_APPROVED", "passed TestFlight beta review"),
+        ("BETA_REJECTED", "was rejected in TestFlight beta review"),
+    ],
 )
-def test_beta_state_message(mocked: responses.RequestsMock, state: str, phrase: str) -> None:
+def test_beta_state_message(
+    mocked: responses.RequestsMock, state: str, phrase: str
+) -> None:
     mocked.get(
         f"{ASC_URL}/v1/buildBetaDetails/bbd-1",
         json=beta_detail_document(state),
@@ -315,7 +364,12 @@ def screenshot_document(email: str = "tester@example.test") -> dict[str, Any]:
                 "batteryPercentage": 81,
                 "buildBundleId": "com.acme.app",
                 "screenshots": [
-                    {"url": "https://example.test/s1.png?sig=a|b", "width": 1179, "height": 2556, "expirationDate": "2025-05-09T01:29:36Z"}
+                    {
+                        "url": "https://example.test/s1.png?sig=a|b",
+                        "width": 1179,
+                        "height": 2556,
+                        "expirationDate": "2025-05-09T01:29:36Z",
+                    }
                 ],
             },
             "relationships": {
@@ -325,7 +379,11 @@ def screenshot_document(email: str = "tester@example.test") -> dict[str, Any]:
         },
         "included": [
             {"type": "builds", "id": "b-1", "attributes": {"version": "77"}},
-            {"type": "betaTesters", "id": "t-1", "attributes": {"firstName": "Jo", "lastName": "Doe", "email": email}},
+            {
+                "type": "betaTesters",
+                "id": "t-1",
+                "attributes": {"firstName": "Jo", "lastName": "Doe", "email": email},
+            },
         ],
     }
 
@@ -341,15 +399,22 @@ def test_screenshot_feedback_hides_tester(mocked: responses.RequestsMock) -> Non
     message = json.dumps(posted(mocked), ensure_ascii=False)
     assert "tester@example.test" not in message
     assert "Jo Doe" not in message
-    assert '>The \\"Save\\" button &lt;does nothing&gt;\\n>Second line &amp; 🙂' in message
+    assert (
+        '>The \\"Save\\" button &lt;does nothing&gt;\\n>Second line &amp; 🙂' in message
+    )
     assert "iPhone16,2" in message
     assert "18.4" in message
     assert "(77)" in message
     assert "<https://example.test/s1.png?sig=a%7Cb|Screenshot 1" in message
 
 
-def test_screenshot_feedback_shows_tester_when_allowed(mocked: responses.RequestsMock) -> None:
-    mocked.get(f"{ASC_URL}/v1/betaFeedbackScreenshotSubmissions/fs-1", json=screenshot_document())
+def test_screenshot_feedback_shows_tester_when_allowed(
+    mocked: responses.RequestsMock,
+) -> None:
+    mocked.get(
+        f"{ASC_URL}/v1/betaFeedbackScreenshotSubmissions/fs-1",
+        json=screenshot_document(),
+    )
     mock_slack(mocked)
     settings = parse_settings("slack:\n  include_tester_email: true\n")
     notify_feedback(make_asc(), settings, slack(), screenshot_id="fs-1")
@@ -370,7 +435,13 @@ def test_crash_feedback_quotes_log_head(mocked: responses.RequestsMock) -> None:
     )
     mocked.get(
         f"{ASC_URL}/v1/betaFeedbackCrashSubmissions/fc-1/crashLog",
-        json={"data": {"type": "betaCrashLogs", "id": "cl-1", "attributes": {"logText": "\n".join(log_lines)}}},
+        json={
+            "data": {
+                "type": "betaCrashLogs",
+                "id": "cl-1",
+                "attributes": {"logText": "\n".join(log_lines)},
+            }
+        },
     )
     mock_slack(mocked)
     settings = parse_settings("slack:\n  crash_log_lines: 3\n")
@@ -394,7 +465,15 @@ def test_crash_feedback_without_log(mocked: responses.RequestsMock) -> None:
     mocked.get(
         f"{ASC_URL}/v1/betaFeedbackCrashSubmissions/fc-1/crashLog",
         status=404,
-        json={"errors": [{"status": "404", "code": "NOT_FOUND", "title": "The specified resource does not exist"}]},
+        json={
+            "errors": [
+                {
+                    "status": "404",
+                    "code": "NOT_FOUND",
+                    "title": "The specified resource does not exist",
+                }
+            ]
+        },
     )
     mock_slack(mocked)
     notify_feedback(make_asc(), Settings(), slack(), crash_id="fc-1")

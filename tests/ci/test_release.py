@@ -42,11 +42,15 @@ def mocked() -> Iterator[responses.RequestsMock]:
 
 
 def github() -> GitHub:
-    return GitHub(SECRETS["GITHUB_TOKEN"], "acme/app", api_url=GITHUB_URL, http=http("github"))
+    return GitHub(
+        SECRETS["GITHUB_TOKEN"], "acme/app", api_url=GITHUB_URL, http=http("github")
+    )
 
 
 def jira() -> Jira:
-    return Jira(JIRA_URL, "release@acme.test", SECRETS["JIRA_API_TOKEN"], http=http("jira"))
+    return Jira(
+        JIRA_URL, "release@acme.test", SECRETS["JIRA_API_TOKEN"], http=http("jira")
+    )
 
 
 def slack() -> Slack:
@@ -61,7 +65,9 @@ def mock_version(mocked: responses.RequestsMock, **kwargs: str) -> None:
     )
 
 
-def mock_merge(mocked: responses.RequestsMock, status: int, body: object = None) -> None:
+def mock_merge(
+    mocked: responses.RequestsMock, status: int, body: object = None
+) -> None:
     mocked.post(
         f"{REPO}/merges",
         status=status,
@@ -82,14 +88,18 @@ def mock_tag_missing(mocked: responses.RequestsMock, tag: str = "v1.101.0") -> N
     mocked.get(f"{REPO}/git/ref/tags/{tag}", status=404, json={"message": "Not Found"})
 
 
-def mock_tag_at(mocked: responses.RequestsMock, sha: str, tag: str = "v1.101.0") -> None:
+def mock_tag_at(
+    mocked: responses.RequestsMock, sha: str, tag: str = "v1.101.0"
+) -> None:
     mocked.get(
         f"{REPO}/git/ref/tags/{tag}",
         json={"ref": f"refs/tags/{tag}", "object": {"sha": sha, "type": "commit"}},
     )
 
 
-def mock_create_tag(mocked: responses.RequestsMock, sha: str, tag: str = "v1.101.0") -> None:
+def mock_create_tag(
+    mocked: responses.RequestsMock, sha: str, tag: str = "v1.101.0"
+) -> None:
     mocked.post(
         f"{REPO}/git/refs",
         status=201,
@@ -114,11 +124,15 @@ def jira_issue(key: str, category: str = "indeterminate") -> dict[str, object]:
     }
 
 
-def mock_jira_versions(mocked: responses.RequestsMock, versions: list[dict[str, object]]) -> None:
+def mock_jira_versions(
+    mocked: responses.RequestsMock, versions: list[dict[str, object]]
+) -> None:
     mocked.get(f"{JIRA_URL}/rest/api/3/project/IOS/versions", json=versions)
 
 
-def run(settings: Settings, *, with_slack: bool = True, dry_run: bool = False) -> Outcome:
+def run(
+    settings: Settings, *, with_slack: bool = True, dry_run: bool = False
+) -> Outcome:
     return run_release(
         make_asc(),
         "ver-1",
@@ -155,7 +169,11 @@ def test_release_full_run(mocked: responses.RequestsMock) -> None:
     page = {"jql": jql, "fields": "summary,status", "maxResults": "100"}
     mocked.get(
         f"{JIRA_URL}/rest/api/3/search/jql",
-        json={"issues": [jira_issue("IOS-1"), jira_issue("IOS-2", "done")], "nextPageToken": "t2", "isLast": False},
+        json={
+            "issues": [jira_issue("IOS-1"), jira_issue("IOS-2", "done")],
+            "nextPageToken": "t2",
+            "isLast": False,
+        },
         match=[matchers.query_param_matcher(page)],
     )
     mocked.get(
@@ -181,7 +199,11 @@ def test_release_full_run(mocked: responses.RequestsMock) -> None:
     mocked.put(
         f"{JIRA_URL}/rest/api/3/version/10000",
         json={"id": "10000", "released": True},
-        match=[matchers.json_params_matcher({"released": True, "releaseDate": "2026-12-04"})],
+        match=[
+            matchers.json_params_matcher(
+                {"released": True, "releaseDate": "2026-12-04"}
+            )
+        ],
     )
     mock_slack(mocked)
 
@@ -197,7 +219,9 @@ def test_release_full_run(mocked: responses.RequestsMock) -> None:
         "slack": "done",
     }
     assert outcome.failed is False
-    assert "2 moved to Done, 1 already done (IOS-1, IOS-3)" in detail(outcome, "jira issues")
+    assert "2 moved to Done, 1 already done (IOS-1, IOS-3)" in detail(
+        outcome, "jira issues"
+    )
     assert outcome.outputs["tag"] == "v1.101.0"
     assert outcome.outputs["merge_sha"] == MERGE_SHA
     assert outcome.outputs["version"] == "1.101.0"
@@ -214,7 +238,10 @@ def test_release_already_merged_and_tagged(mocked: responses.RequestsMock) -> No
     mock_merge(mocked, 204)
     mocked.get(
         f"{REPO}/git/ref/heads/master",
-        json={"ref": "refs/heads/master", "object": {"sha": MASTER_SHA, "type": "commit"}},
+        json={
+            "ref": "refs/heads/master",
+            "object": {"sha": MASTER_SHA, "type": "commit"},
+        },
     )
     mock_tag_at(mocked, MASTER_SHA)
 
@@ -267,7 +294,11 @@ def test_release_conflict_opens_pull(mocked: responses.RequestsMock) -> None:
     mocked.get(
         f"{REPO}/pulls",
         json=[],
-        match=[matchers.query_param_matcher({"head": "acme:develop", "base": "master", "state": "open"})],
+        match=[
+            matchers.query_param_matcher(
+                {"head": "acme:develop", "base": "master", "state": "open"}
+            )
+        ],
     )
     mocked.post(
         f"{REPO}/pulls",
@@ -304,7 +335,7 @@ def test_release_protected_branch_reuses_pull(mocked: responses.RequestsMock) ->
         422,
         {
             "message": "Protected branch update failed for refs/heads/master.",
-            "errors": ["Required status check \"build\" is expected."],
+            "errors": ['Required status check "build" is expected.'],
         },
     )
     mocked.get(
@@ -322,7 +353,10 @@ def test_release_protected_branch_reuses_pull(mocked: responses.RequestsMock) ->
 
 @pytest.mark.parametrize(
     ("message", "setting"),
-    [("Base does not exist", "release.merge_into"), ("Head does not exist", "release.merge_from")],
+    [
+        ("Base does not exist", "release.merge_into"),
+        ("Head does not exist", "release.merge_from"),
+    ],
 )
 def test_release_missing_branch(
     mocked: responses.RequestsMock, message: str, setting: str
@@ -388,7 +422,11 @@ def test_release_jira_transition_missing(mocked: responses.RequestsMock) -> None
     )
     mocked.get(
         f"{JIRA_URL}/rest/api/3/issue/IOS-1/transitions",
-        json={"transitions": [{"id": "21", "name": "Start", "to": {"name": "In Progress"}}]},
+        json={
+            "transitions": [
+                {"id": "21", "name": "Start", "to": {"name": "In Progress"}}
+            ]
+        },
     )
     mocked.put(f"{JIRA_URL}/rest/api/3/version/10000", json={"id": "10000"})
     outcome = run(parse_settings(JIRA_SETTINGS), with_slack=False)
@@ -402,16 +440,22 @@ def test_release_github_release_reused(mocked: responses.RequestsMock) -> None:
     mock_version(mocked)
     mock_merge(mocked, 201, {"sha": MERGE_SHA})
     mock_tag_at(mocked, MERGE_SHA)
-    mocked.get(f"{REPO}/releases/tags/v1.101.0", status=404, json={"message": "Not Found"})
+    mocked.get(
+        f"{REPO}/releases/tags/v1.101.0", status=404, json={"message": "Not Found"}
+    )
     mocked.post(
         f"{REPO}/releases",
         status=422,
         json={
             "message": "Validation Failed",
-            "errors": [{"resource": "Release", "code": "already_exists", "field": "tag_name"}],
+            "errors": [
+                {"resource": "Release", "code": "already_exists", "field": "tag_name"}
+            ],
         },
     )
-    outcome = run(parse_settings("release:\n  github_release: true\n"), with_slack=False)
+    outcome = run(
+        parse_settings("release:\n  github_release: true\n"), with_slack=False
+    )
     assert statuses(outcome)["github release"] == "unchanged"
 
 
@@ -419,7 +463,9 @@ def test_release_github_release_created(mocked: responses.RequestsMock) -> None:
     mock_version(mocked)
     mock_merge(mocked, 201, {"sha": MERGE_SHA})
     mock_tag_at(mocked, MERGE_SHA)
-    mocked.get(f"{REPO}/releases/tags/v1.101.0", status=404, json={"message": "Not Found"})
+    mocked.get(
+        f"{REPO}/releases/tags/v1.101.0", status=404, json={"message": "Not Found"}
+    )
     mocked.post(
         f"{REPO}/releases",
         status=201,
@@ -431,7 +477,9 @@ def test_release_github_release_created(mocked: responses.RequestsMock) -> None:
             )
         ],
     )
-    outcome = run(parse_settings("release:\n  github_release: true\n"), with_slack=False)
+    outcome = run(
+        parse_settings("release:\n  github_release: true\n"), with_slack=False
+    )
     assert statuses(outcome)["github release"] == "done"
     assert outcome.outputs["release_url"].endswith("/releases/tag/v1.101.0")
 

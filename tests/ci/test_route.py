@@ -45,12 +45,28 @@ def test_route_sample(path: Path) -> None:
         ("buildUploadStateUpdated", "PROCESSING", "none"),
         ("appStoreVersionAppVersionStateUpdated", "READY_FOR_DISTRIBUTION", "release"),
         ("appStoreVersionAppVersionStateUpdated", "REJECTED", "notify-review-state"),
-        ("appStoreVersionAppVersionStateUpdated", "METADATA_REJECTED", "notify-review-state"),
-        ("appStoreVersionAppVersionStateUpdated", "INVALID_BINARY", "notify-review-state"),
+        (
+            "appStoreVersionAppVersionStateUpdated",
+            "METADATA_REJECTED",
+            "notify-review-state",
+        ),
+        (
+            "appStoreVersionAppVersionStateUpdated",
+            "INVALID_BINARY",
+            "notify-review-state",
+        ),
         ("appStoreVersionAppVersionStateUpdated", "IN_REVIEW", "none"),
         ("appStoreVersionAppVersionStateUpdated", "SOME_FUTURE_STATE", "none"),
-        ("buildBetaDetailExternalBuildStateUpdated", "BETA_APPROVED", "notify-beta-state"),
-        ("buildBetaDetailExternalBuildStateUpdated", "BETA_REJECTED", "notify-beta-state"),
+        (
+            "buildBetaDetailExternalBuildStateUpdated",
+            "BETA_APPROVED",
+            "notify-beta-state",
+        ),
+        (
+            "buildBetaDetailExternalBuildStateUpdated",
+            "BETA_REJECTED",
+            "notify-beta-state",
+        ),
         ("buildBetaDetailExternalBuildStateUpdated", "IN_BETA_REVIEW", "none"),
         ("betaFeedbackScreenshotSubmissionCreated", None, "notify-feedback"),
         ("betaFeedbackCrashSubmissionCreated", None, "notify-feedback"),
@@ -75,7 +91,9 @@ def test_route_actions_all_reachable() -> None:
         ("betaFeedbackCrashSubmissionCreated", None),
         ("webhookPingCreated", None),
     ]:
-        reached.add(route(AscEvent(type=event_type, new_state=state), Settings()).action)
+        reached.add(
+            route(AscEvent(type=event_type, new_state=state), Settings()).action
+        )
     assert reached == set(ACTIONS)
 
 
@@ -89,14 +107,18 @@ def test_route_submit_disabled() -> None:
 
 def test_route_release_disabled() -> None:
     settings = parse_settings("release:\n  enabled: false\n")
-    event = event_from_webhook_body(load_sample("app-version-ready-for-distribution.json"))
+    event = event_from_webhook_body(
+        load_sample("app-version-ready-for-distribution.json")
+    )
     assert route(event, settings).action == "none"
 
 
 def test_route_notify_states_from_settings() -> None:
     settings = parse_settings("slack:\n  notify_states: [IN_REVIEW]\n")
     in_review = event_from_webhook_body(load_sample("app-version-in-review.json"))
-    rejected = event_from_webhook_body(load_sample("app-version-developer-rejected.json"))
+    rejected = event_from_webhook_body(
+        load_sample("app-version-developer-rejected.json")
+    )
     assert route(in_review, settings).action == "notify-review-state"
     assert route(rejected, settings).action == "none"
 

@@ -90,19 +90,52 @@ def test_settings_tag_null_disables_tagging() -> None:
 @pytest.mark.parametrize(
     ("text", "fragments"),
     [
-        ("plattform: IOS\n", ["'plattform'", "did you mean 'platform'", "allowed keys"]),
+        (
+            "plattform: IOS\n",
+            ["'plattform'", "did you mean 'platform'", "allowed keys"],
+        ),
         ("slack:\n  chanel: x\n", ["'slack.chanel'", "'slack.channel'"]),
-        ("platform: ANDROID\n", ["platform", "'ANDROID'", "IOS, MAC_OS, TV_OS, VISION_OS"]),
-        ("submit_for_review:\n  enabled: 'yes'\n", ["submit_for_review.enabled", "'yes'", "true or false"]),
-        ("submit_for_review:\n  build_wait_timeout: -1\n", ["build_wait_timeout", "-1", "at least 0"]),
-        ("submit_for_review:\n  build_wait_timeout: true\n", ["build_wait_timeout", "True", "whole number"]),
-        ("release:\n  merge_from: 42\n", ["release.merge_from", "42", "non-empty string"]),
-        ("release:\n  merge_into: ''\n", ["release.merge_into", "''", "non-empty string"]),
+        (
+            "platform: ANDROID\n",
+            ["platform", "'ANDROID'", "IOS, MAC_OS, TV_OS, VISION_OS"],
+        ),
+        (
+            "submit_for_review:\n  enabled: 'yes'\n",
+            ["submit_for_review.enabled", "'yes'", "true or false"],
+        ),
+        (
+            "submit_for_review:\n  build_wait_timeout: -1\n",
+            ["build_wait_timeout", "-1", "at least 0"],
+        ),
+        (
+            "submit_for_review:\n  build_wait_timeout: true\n",
+            ["build_wait_timeout", "True", "whole number"],
+        ),
+        (
+            "release:\n  merge_from: 42\n",
+            ["release.merge_from", "42", "non-empty string"],
+        ),
+        (
+            "release:\n  merge_into: ''\n",
+            ["release.merge_into", "''", "non-empty string"],
+        ),
         ("release:\n  tag: 'v{ver}'\n", ["release.tag", "{ver}", "{version}"]),
-        ("release:\n  tag: 'v{version'\n", ["release.tag", "'v{version'", "not a valid template"]),
-        ("slack:\n  notify_states: REJECTED\n", ["slack.notify_states", "'REJECTED'", "list of strings"]),
-        ("slack:\n  notify_states: [REJECTD]\n", ["slack.notify_states", "'REJECTD'", "METADATA_REJECTED"]),
-        ("slack:\n  beta_notify_states: [APPROVED]\n", ["beta_notify_states", "'APPROVED'", "BETA_APPROVED"]),
+        (
+            "release:\n  tag: 'v{version'\n",
+            ["release.tag", "'v{version'", "not a valid template"],
+        ),
+        (
+            "slack:\n  notify_states: REJECTED\n",
+            ["slack.notify_states", "'REJECTED'", "list of strings"],
+        ),
+        (
+            "slack:\n  notify_states: [REJECTD]\n",
+            ["slack.notify_states", "'REJECTD'", "METADATA_REJECTED"],
+        ),
+        (
+            "slack:\n  beta_notify_states: [APPROVED]\n",
+            ["beta_notify_states", "'APPROVED'", "BETA_APPROVED"],
+        ),
         ("jira: [IOS]\n", ["jira", "['IOS']", "allowed keys"]),
         ("- platform\n", ["mapping", "['platform']"]),
     ],

@@ -58,7 +58,10 @@ def test_escape_special_characters() -> None:
 
 
 def test_link_escapes_label() -> None:
-    assert link("https://x.test/a?b=1", "R&D <1>") == "<https://x.test/a?b=1|R&amp;D &lt;1&gt;>"
+    assert (
+        link("https://x.test/a?b=1", "R&D <1>")
+        == "<https://x.test/a?b=1|R&amp;D &lt;1&gt;>"
+    )
 
 
 def test_section_text_cut_at_limit() -> None:
@@ -101,7 +104,9 @@ def test_message_payload_text_with_quotes_newlines_emoji() -> None:
     encoded = json.dumps(body)
     decoded = json.loads(encoded)
     text = decoded["blocks"][0]["text"]["text"]
-    assert text.startswith('He said "it\'s broken"\nsecond line 🚀 &amp; &lt;b&gt;bold&lt;/b&gt;\\ ')
+    assert text.startswith(
+        'He said "it\'s broken"\nsecond line 🚀 &amp; &lt;b&gt;bold&lt;/b&gt;\\ '
+    )
     assert len(text) == SECTION_TEXT_LIMIT
     assert text.endswith(TRUNCATION_MARKER)
 
@@ -125,7 +130,9 @@ def test_webhook_429_then_ok(mocked: responses.RequestsMock) -> None:
     )
     assert slack is not None
     registry = mocked
-    registry.post(SLACK_WEBHOOK_URL, status=429, body="rate_limited", headers={"Retry-After": "7"})
+    registry.post(
+        SLACK_WEBHOOK_URL, status=429, body="rate_limited", headers={"Retry-After": "7"}
+    )
     registry.post(SLACK_WEBHOOK_URL, body="ok")
     slack.post(Message(text="hello"))
     assert sleeps == [7.0]
@@ -133,7 +140,12 @@ def test_webhook_429_then_ok(mocked: responses.RequestsMock) -> None:
 
 @pytest.mark.parametrize(
     ("status", "body"),
-    [(400, "invalid_payload"), (403, "action_prohibited"), (404, "no_service"), (410, "channel_is_archived")],
+    [
+        (400, "invalid_payload"),
+        (403, "action_prohibited"),
+        (404, "no_service"),
+        (410, "channel_is_archived"),
+    ],
 )
 def test_webhook_error_redacts_url(
     mocked: responses.RequestsMock, status: int, body: str
@@ -197,7 +209,12 @@ def test_bot_ok_false_is_failure(mocked: responses.RequestsMock) -> None:
 
 
 def test_bot_429_then_ok(mocked: responses.RequestsMock) -> None:
-    mocked.post(POST_MESSAGE_URL, status=429, json={"ok": False, "error": "ratelimited"}, headers={"Retry-After": "1"})
+    mocked.post(
+        POST_MESSAGE_URL,
+        status=429,
+        json={"ok": False, "error": "ratelimited"},
+        headers={"Retry-After": "1"},
+    )
     mocked.post(POST_MESSAGE_URL, json={"ok": True})
     bot_slack().post(Message(text="hello"))
 
@@ -208,7 +225,9 @@ def test_from_environ_not_configured() -> None:
 
 def test_from_environ_bot_without_channel() -> None:
     with pytest.raises(ConfigError) as caught:
-        Slack.from_environ({"SLACK_BOT_TOKEN": SECRETS["SLACK_BOT_TOKEN"]}, channel=None)
+        Slack.from_environ(
+            {"SLACK_BOT_TOKEN": SECRETS["SLACK_BOT_TOKEN"]}, channel=None
+        )
     assert "slack.channel" in str(caught.value)
     assert SECRETS["SLACK_BOT_TOKEN"] not in str(caught.value)
 
@@ -225,5 +244,7 @@ def test_from_environ_webhook_wins() -> None:
 
 def test_from_environ_webhook_not_url() -> None:
     with pytest.raises(ConfigError) as caught:
-        Slack.from_environ({"SLACK_WEBHOOK_URL": "hooks.slack.com/services/secret"}, channel=None)
+        Slack.from_environ(
+            {"SLACK_WEBHOOK_URL": "hooks.slack.com/services/secret"}, channel=None
+        )
     assert "secret" not in str(caught.value)
