@@ -182,7 +182,7 @@ def submit_for_review(
     except StopRun as stop:
         logger.error("%s stopped at %s: %s", ACTION, stop.step, stop)
         outcome.add(stop.step, "failed", str(stop))
-    except ApiError as exc:
+    except (ApiError, AutomationError) as exc:
         logger.error("%s stopped at %s: %s", ACTION, run.step, exc)
         outcome.add(run.step, "failed", str(exc))
     finally:
@@ -396,7 +396,10 @@ def _ensure_version(run: _Run) -> None:
         created = False
 
     run.version_id = str(version["id"])
-    run.version_state = _version_state(version)
+    # A version this run created is editable even if the response omits its state.
+    run.version_state = _version_state(version) or (
+        "PREPARE_FOR_SUBMISSION" if created else None
+    )
     run.version_build = related_id(version, "build")
     state = run.version_state
 

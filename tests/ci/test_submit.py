@@ -1084,3 +1084,10 @@ def test_included_item_links_only_fetched(
 
     assert steps(outcome)["review submission"] == "failed"
     assert "asv-other" in detail(outcome, "review submission")
+
+
+def test_empty_upload_id_fails(asc: AppStoreConnect, clock: FakeClock) -> None:
+    outcome = run(asc, clock, upload_id="")
+
+    assert steps(outcome) == {"build upload": "failed"}
+    assert "empty" in detail(outcome, "build upload")
