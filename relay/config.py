@@ -157,6 +157,7 @@ def _route_from_env(env: Mapping[str, str], dry_run: bool) -> Route:
         [("ASC_WEBHOOK_SECRET", "ASC_WEBHOOK_SECRET_FILE")],
         [("ASC_WEBHOOK_SECRET_PREVIOUS", "ASC_WEBHOOK_SECRET_PREVIOUS_FILE")],
         where="the environment",
+        from_yaml=False,
     )
     repository = _repository(env.get("GITHUB_REPOSITORY", ""), "GITHUB_REPOSITORY")
     event_type = _event_type(env.get("RELAY_EVENT_TYPE") or DEFAULT_EVENT_TYPE, "RELAY_EVENT_TYPE")
@@ -198,6 +199,7 @@ def _routes_from_yaml(
             [_env_file_pair(spec, "secret")],
             [_env_file_pair(spec, "previous_secret")],
             where=where,
+            from_yaml=True,
         )
         github = _github_auth(
             env,
@@ -207,7 +209,7 @@ def _routes_from_yaml(
             installation_id=_optional_str(spec.get("github_app_installation_id")),
             dry_run=dry_run,
             where=where,
-            inherit=True,
+            from_yaml=True,
         )
         routes[name] = Route(
             name=name,
@@ -234,14 +236,15 @@ def _secrets(
     previous: list[tuple[str | None, str | None]],
     *,
     where: str,
+    from_yaml: bool,
 ) -> tuple[bytes, ...]:
     values: list[bytes] = []
     for env_name, file_path in current + previous:
-        value = _read_value(env, env_name, file_path, yaml_sources=where != "the environment")
+        value = _read_value(env, env_name, file_path, from_yaml=from_yaml)
         if value:
             values.append(value.encode())
     first_env, first_file = current[0]
-    if not _read_value(env, first_env, first_file, yaml_sources=where != "the environment"):
+    if not _read_value(env, first_env, first_file, from_yaml=from_yaml):
         names = " or ".join(n for n in (first_env, first_file) if n) or "secret_env or secret_file"
         raise ConfigError(
             f"no webhook secret in {where}: set {names} to the secret entered when the "
@@ -251,7 +254,7 @@ def _secrets(
 
 
 def _read_value(
-    env: Mapping[str, str], env_name: str | None, file_name: str | None, *, yaml_sources: bool
+    env: Mapping[str, str], env_name: str | None, file_name: str | None, *, from_yaml: bool
 ) -> str | None:
     """Read a secret from an environment variable or from a file.
 
@@ -262,13 +265,13 @@ def _read_value(
         return env[env_name].strip()
     if not file_name:
         return None
-    path = file_name if yaml_sources else env.get(file_name, "").strip()
+    path = file_name if from_yaml else env.get(file_name, "").strip()
     if not path:
         return None
     try:
         return Path(path).read_text(encoding="utf-8").strip() or None
     except OSError as exc:
-        label = path if yaml_sources else f"{file_name}={path}"
+        label = path if from_yaml else f"{file_name}={path}"
         raise ConfigError(
             f"cannot read {label}: {exc.strerror or exc}; check the path and that the "
             "relay's user can read it"
@@ -284,12 +287,11 @@ def _github_auth(
     installation_id: str | None,
     dry_run: bool,
     where: str,
-    inherit: bool = False,
+    from_yaml: bool = False,
 ) -> GitHubAuth | None:
-    yaml_sources = where != "the environment"
-    token_value = _read_value(env, *token, yaml_sources=yaml_sources)
-    key_value = _read_value(env, *key, yaml_sources=yaml_sources)
-    if inherit and not (token_value or app_id):
+    token_value = _read_value(env, *token, from_yaml=from_yaml)
+    key_value = _read_value(env, *key, from_yaml=from_yaml)
+    if from_yaml and not (token_value or app_id):
         # A route without its own credentials uses the relay-wide ones.
         return _github_auth(
             env,
