@@ -93,7 +93,7 @@ class RedactingFilter(logging.Filter):
 
 @dataclass
 class Context:
-    """What every command needs: arguments, environment, settings and clients."""
+    """Arguments, environment, settings and client factories shared by commands."""
 
     args: argparse.Namespace
     environ: Mapping[str, str]
@@ -433,11 +433,13 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common, dry],
         help="post TestFlight feedback to Slack",
     )
-    which = feedback.add_mutually_exclusive_group(required=True)
-    which.add_argument(
+    feedback_kind = feedback.add_mutually_exclusive_group(required=True)
+    feedback_kind.add_argument(
         "--screenshot", metavar="ID", help="betaFeedbackScreenshotSubmissions id"
     )
-    which.add_argument("--crash", metavar="ID", help="betaFeedbackCrashSubmissions id")
+    feedback_kind.add_argument(
+        "--crash", metavar="ID", help="betaFeedbackCrashSubmissions id"
+    )
     feedback.set_defaults(runner=run_notify_feedback)
 
     beta = commands.add_parser(

@@ -2,7 +2,7 @@
 
 Three inputs carry the same facts: the ``client_payload`` the relay sends
 with ``repository_dispatch``, a ``workflow_dispatch`` replay whose
-``inputs.payload`` holds either that payload or a raw App Store Connect body
+``inputs.payload`` contains either that payload or a raw App Store Connect body
 as a JSON string, and a raw webhook body given with ``--payload-file``. All
 become one :class:`AscEvent`; :func:`route` then maps it to an action name.
 Parsing does no I/O beyond reading the file, so routing tests need no mocks.
@@ -221,7 +221,7 @@ def event_from_client_payload(
 
 
 def route(event: AscEvent, settings: Settings) -> Route:
-    """Pick the automation for an event; never raises for unknown input."""
+    """Pick the automation for an event; unknown types and states route to none."""
     state = event.new_state
 
     if event.type == BUILD_UPLOAD_STATE_UPDATED:

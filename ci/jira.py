@@ -218,12 +218,12 @@ class Jira:
         )
 
 
-def find_transition(transitions: list[Transition], wanted: str) -> Transition | None:
-    """Match ``wanted`` to a transition name, then to a target status name.
+def find_transition(transitions: list[Transition], name: str) -> Transition | None:
+    """Match ``name`` to a transition name, then to a target status name.
 
     The comparison ignores case and surrounding spaces.
     """
-    key = wanted.strip().casefold()
+    key = name.strip().casefold()
     for transition in transitions:
         if transition.name.strip().casefold() == key:
             return transition
@@ -234,20 +234,20 @@ def find_transition(transitions: list[Transition], wanted: str) -> Transition | 
 
 
 def near_versions(
-    versions: list[JiraVersion], wanted: str, limit: int = 5
+    versions: list[JiraVersion], version_name: str, limit: int = 5
 ) -> list[str]:
-    """Return version names that resemble ``wanted`` without matching it exactly.
+    """Return version names that resemble ``version_name`` without matching it exactly.
 
-    Names that contain ``wanted`` as a whole version number ("1.2.0 (build 5)",
+    Names that contain ``version_name`` as a whole version number ("1.2.0 (build 5)",
     "iOS 1.2.0", but not "1.2.0.1" or "11.2.0") come first, then close
     spellings by difflib.
     """
-    pattern = re.compile(r"(?<![\w.])" + re.escape(wanted) + r"(?![\w]|\.\w)")
+    pattern = re.compile(r"(?<![\w.])" + re.escape(version_name) + r"(?![\w]|\.\w)")
     containing = [
-        v.name for v in versions if v.name != wanted and pattern.search(v.name)
+        v.name for v in versions if v.name != version_name and pattern.search(v.name)
     ]
-    names = [v.name for v in versions if v.name != wanted]
-    similar = difflib.get_close_matches(wanted, names, n=limit, cutoff=0.75)
+    names = [v.name for v in versions if v.name != version_name]
+    similar = difflib.get_close_matches(version_name, names, n=limit, cutoff=0.75)
     ordered: list[str] = []
     for name in containing + similar:
         if name not in ordered:

@@ -261,8 +261,8 @@ def notify_review_state(
 def review_duration(event: AscEvent) -> float | None:
     """Return seconds from the start of review to this event, or None if unknown.
 
-    The start is the newest WAITING_FOR_REVIEW entry in the relay's history
-    (the submission), or failing that the newest IN_REVIEW entry; the end is
+    The start is the newest WAITING_FOR_REVIEW entry in the relay's history,
+    which marks the submission, or else the newest IN_REVIEW entry. The end is
     the event's timestamp, or the time the relay received it.
     """
     end = parse_timestamp(event.timestamp) or parse_timestamp(event.received_at)
@@ -275,9 +275,9 @@ def review_duration(event: AscEvent) -> float | None:
 
 
 def _review_start(history: Sequence[HistoryEntry]) -> datetime | None:
-    for wanted in REVIEW_START_STATES:
+    for state in REVIEW_START_STATES:
         for entry in reversed(history):
-            if entry.new_state == wanted:
+            if entry.new_state == state:
                 when = parse_timestamp(entry.timestamp) or parse_timestamp(
                     entry.received_at
                 )
@@ -307,7 +307,7 @@ def parse_timestamp(value: str | None) -> datetime | None:
 
 
 def humanize_seconds(seconds: float) -> str:
-    """Format a duration as its two largest units: ``1 day 3 hours``, ``12 minutes``."""
+    """Format a duration in its two largest non-zero units: ``1 day 3 hours``."""
     total = int(seconds)
     if total < 60:
         return "less than a minute"
@@ -481,12 +481,12 @@ def _crash_log_block(log_text: str | None, max_lines: int) -> dict[str, Any]:
     if not log_text:
         return context_block("No crash log is available for this report yet.")
     lines = log_text.splitlines()
-    shown = lines[:max_lines]
+    shown_lines = lines[:max_lines]
     # A code block cannot contain ``` itself, so break any run of backticks.
-    text = escape("\n".join(shown)).replace("```", "`\u200b``")
+    text = escape("\n".join(shown_lines)).replace("```", "`\u200b``")
     more = (
-        f"\n_{len(lines) - len(shown)} more lines in App Store Connect_"
-        if len(lines) > len(shown)
+        f"\n_{len(lines) - len(shown_lines)} more lines in App Store Connect_"
+        if len(lines) > len(shown_lines)
         else ""
     )
     # The marker must stay outside the code block, so cut the log first.

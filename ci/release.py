@@ -48,7 +48,7 @@ MAX_LISTED_ISSUES = 30
 
 @dataclass(frozen=True)
 class VersionInfo:
-    """What the release steps need to know about an App Store version."""
+    """Facts about an App Store version that the release steps use."""
 
     id: str
     version: str
@@ -419,7 +419,7 @@ def _version_not_found(project: str, name: str, versions: list[JiraVersion]) -> 
 def _transition_issues(
     jira: Jira, settings: Settings, issues: list[JiraIssue], outcome: Outcome
 ) -> None:
-    wanted = settings.jira.done_transition
+    transition_name = settings.jira.done_transition
     moved: list[str] = []
     already: list[str] = []
     failures: list[str] = []
@@ -429,12 +429,12 @@ def _transition_issues(
             continue
         try:
             transitions = jira.transitions(issue.key)
-            match = find_transition(transitions, wanted)
+            match = find_transition(transitions, transition_name)
             if match is None:
                 available = ", ".join(repr(item.name) for item in transitions) or "none"
                 failures.append(
-                    f"{issue.key} has no transition {wanted!r} from {issue.status!r} "
-                    f"(available: {available})"
+                    f"{issue.key} has no transition {transition_name!r} from "
+                    f"{issue.status!r} (available: {available})"
                 )
                 continue
             jira.transition(issue.key, match.id)
@@ -443,7 +443,7 @@ def _transition_issues(
             continue
         moved.append(issue.key)
 
-    summary = f"{len(moved)} moved to {wanted}, {len(already)} already done"
+    summary = f"{len(moved)} moved to {transition_name}, {len(already)} already done"
     if moved:
         summary += f" ({', '.join(moved)})"
     if failures:

@@ -140,7 +140,7 @@ class Settings:
 
 @dataclass(frozen=True)
 class KeySpec:
-    """How one settings key is checked: its kind and, optionally, allowed values."""
+    """Validation rule for one settings key: its kind and optional allowed values."""
 
     kind: str  # bool, int, str, optional_str, template, optional_template, str_list
     choices: tuple[str, ...] = ()

@@ -4,10 +4,10 @@ Two ways to post, both read from the environment:
 
 - ``SLACK_WEBHOOK_URL``: an incoming webhook. The URL itself is the secret, so
   logs and errors show it only as ``https://hooks.slack.com/services/***``.
-  Slack answers ``200 ok`` in plain text, and errors such as
+  Slack responds with ``200 ok`` in plain text, and errors such as
   ``400 invalid_payload``, ``403 action_prohibited`` or ``404 no_service``.
 - ``SLACK_BOT_TOKEN`` with ``slack.channel``: ``chat.postMessage`` on the Web
-  API (``SLACK_API_URL``, default ``https://slack.com/api``), which answers
+  API (``SLACK_API_URL``, default ``https://slack.com/api``), which responds with
   ``200`` with ``{"ok": false, "error": "channel_not_found"}`` on failure.
 
 Both paths retry 429 after ``Retry-After`` through :class:`ci.http.HttpClient`.
@@ -44,7 +44,7 @@ TRUNCATION_MARKER = "… (truncated)"
 
 
 class SlackError(ApiError):
-    """Slack rejected a message (a non-200 answer or ``"ok": false``)."""
+    """Slack rejected a message (a non-200 response or ``"ok": false``)."""
 
 
 def escape(text: str) -> str:
@@ -221,22 +221,22 @@ class Slack:
 
     def _post_webhook(self, message: Message) -> None:
         assert self.webhook_url is not None
-        shown = redact_webhook_url(self.webhook_url)
+        redacted_url = redact_webhook_url(self.webhook_url)
         try:
             response = self.http.request(
                 "POST", self.webhook_url, json=message.payload()
             )
         except ApiError as exc:
             raise SlackError(
-                "POST", shown, exc.status, str(exc), hint=_webhook_hint(exc)
+                "POST", redacted_url, exc.status, str(exc), hint=_webhook_hint(exc)
             ) from None
         body = response.text.strip()
         if response.status_code != 200 or body != "ok":
             raise SlackError(
                 "POST",
-                shown,
+                redacted_url,
                 response.status_code,
-                f"POST {shown} returned {response.status_code}: {body[:200]!r} "
+                f"POST {redacted_url} returned {response.status_code}: {body[:200]!r} "
                 "instead of 'ok'",
             )
 
