@@ -1,10 +1,13 @@
 """Read the event that started a run and pick the automation for it.
 
-Three inputs carry the same facts: the ``client_payload`` the relay sends
-with ``repository_dispatch``, a ``workflow_dispatch`` replay whose
-``inputs.payload`` contains either that payload or a raw App Store Connect body
-as a JSON string, and a raw webhook body given with ``--payload-file``. All
-become one :class:`AscEvent`; :func:`route` then maps it to an action name.
+Three inputs carry the same facts:
+
+- the ``client_payload`` the relay sends with ``repository_dispatch``;
+- a ``workflow_dispatch`` replay, whose ``inputs.payload`` is a JSON string
+  with either that payload or a raw App Store Connect body;
+- a raw webhook body given with ``--payload-file``.
+
+Each becomes one :class:`AscEvent`, and :func:`route` maps it to an action.
 Parsing does no I/O beyond reading the file, so routing tests need no mocks.
 """
 

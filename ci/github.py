@@ -139,13 +139,6 @@ class GitHub:
     def url(self, path: str) -> str:
         return f"{self.api_url}/repos/{self.owner}/{self.name}{path}"
 
-    def html_url(self, path: str = "") -> str:
-        """Return a github.com-style link (for messages) inside the repository."""
-        host = "https://github.com"
-        if self.api_url != DEFAULT_API_URL and self.api_url.endswith("/api/v3"):
-            host = self.api_url[: -len("/api/v3")]
-        return f"{host}/{self.owner}/{self.name}{path}"
-
     def request(
         self,
         method: str,

@@ -33,12 +33,13 @@ BOT_TOKEN_VAR = "SLACK_BOT_TOKEN"
 API_URL_VAR = "SLACK_API_URL"
 DEFAULT_API_URL = "https://slack.com/api"
 
-#: Slack's limit for the text of a section block, in characters.
+#: Slack's limit for the text of a section block, in characters (Block Kit
+#: reference, section block).
 SECTION_TEXT_LIMIT = 3000
-#: Slack's limit for a header block's plain text.
+#: Slack's limit for a header block's plain text (Block Kit reference).
 HEADER_TEXT_LIMIT = 150
-#: Slack's limit for the top-level ``text`` fallback is far higher; this keeps
-#: notifications short on lock screens.
+#: Maximum length of the top-level ``text`` fallback that asc-ci sends, which
+#: keeps notifications short on lock screens.
 FALLBACK_TEXT_LIMIT = 300
 TRUNCATION_MARKER = "… (truncated)"
 

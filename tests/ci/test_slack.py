@@ -129,11 +129,10 @@ def test_webhook_429_then_ok(mocked: responses.RequestsMock) -> None:
         http=HttpClient("slack", sleep=sleeps.append),
     )
     assert slack is not None
-    registry = mocked
-    registry.post(
+    mocked.post(
         SLACK_WEBHOOK_URL, status=429, body="rate_limited", headers={"Retry-After": "7"}
     )
-    registry.post(SLACK_WEBHOOK_URL, body="ok")
+    mocked.post(SLACK_WEBHOOK_URL, body="ok")
     slack.post(Message(text="hello"))
     assert sleeps == [7.0]
 
