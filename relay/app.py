@@ -34,7 +34,9 @@ def create_app(settings: Settings, store: Store | None = None) -> Flask:
     app.extensions["relay.settings"] = settings
     app.extensions["relay.store"] = store or Store(settings.database)
 
-    app.add_url_rule("/webhook", "webhook", _receive, methods=["POST"], defaults={"route": None})
+    app.add_url_rule(
+        "/webhook", "webhook", _receive, methods=["POST"], defaults={"route": None}
+    )
     app.add_url_rule("/webhook/<route>", "webhook_route", _receive, methods=["POST"])
     app.add_url_rule("/healthz", "healthz", _healthz, methods=["GET"])
     app.add_url_rule("/readyz", "readyz", _readyz, methods=["GET"])
@@ -69,7 +71,9 @@ def _receive(route: str | None) -> Response:
     target = settings.routes.get(name)
     # "/webhook/default" is not an alias: the default route lives at /webhook.
     if target is None or (route is not None and name == DEFAULT_ROUTE):
-        return _answer(404, {"error": "not_found", "message": f"no route named {name!r}"})
+        return _answer(
+            404, {"error": "not_found", "message": f"no route named {name!r}"}
+        )
 
     request_uuid = _clean_header(request.headers.get(REQUEST_UUID_HEADER))
     ids = {"route": name, "request_uuid": request_uuid}
@@ -127,7 +131,10 @@ def _receive(route: str | None) -> Response:
         logger.info("delivery recorded; the route's filter skips it", extra=ids)
         return _answer(200, {"status": "filtered", "delivery": recorded.id})
     logger.info(
-        "delivery accepted: %s %s -> %s", event.type, event.old_state, event.new_state,
+        "delivery accepted: %s %s -> %s",
+        event.type,
+        event.old_state,
+        event.new_state,
         extra=ids,
     )
     return _answer(200, {"status": "accepted", "delivery": recorded.id})
@@ -149,14 +156,18 @@ def _record_invalid(
     except sqlite3.Error as exc:
         return _store_unavailable(exc, ids)
     ids["delivery"] = recorded.id
-    logger.warning("signed delivery is not an App Store Connect event: %s", reason, extra=ids)
+    logger.warning(
+        "signed delivery is not an App Store Connect event: %s", reason, extra=ids
+    )
     return _answer(
         400, {"error": "invalid_payload", "message": reason, "delivery": recorded.id}
     )
 
 
 def _too_large(settings: Settings, ids: dict[str, Any]) -> Response:
-    logger.warning("rejected delivery: body over %d bytes", settings.max_body_bytes, extra=ids)
+    logger.warning(
+        "rejected delivery: body over %d bytes", settings.max_body_bytes, extra=ids
+    )
     # "Connection: close" tells the client the rest of the body is not wanted.
     # gunicorn replaces hop-by-hop headers but stops draining an unread body
     # after 64 KiB and then closes the connection itself.
@@ -174,7 +185,10 @@ def _store_unavailable(exc: sqlite3.Error, ids: dict[str, Any]) -> Response:
     logger.error("cannot record delivery: %s", exc, extra=ids)
     return _answer(
         503,
-        {"error": "unavailable", "message": "the relay cannot record deliveries right now"},
+        {
+            "error": "unavailable",
+            "message": "the relay cannot record deliveries right now",
+        },
         Retry_After="30",
     )
 
@@ -207,14 +221,18 @@ def _http_error(exc: HTTPException) -> Response:
     if isinstance(exc, RequestEntityTooLarge):
         return _too_large(_settings(), {"route": None, "request_uuid": None})
     names = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
-    response = _answer(code, {"error": names.get(code, "http_error"), "message": exc.description})
+    response = _answer(
+        code, {"error": names.get(code, "http_error"), "message": exc.description}
+    )
     if code == 405 and exc.get_response().headers.get("Allow"):
         response.headers["Allow"] = exc.get_response().headers["Allow"]
     return response
 
 
 def _unexpected_error(exc: Exception) -> Response:
-    logger.exception("unexpected error while handling %s %s", request.method, request.path)
+    logger.exception(
+        "unexpected error while handling %s %s", request.method, request.path
+    )
     return _answer(
         503,
         {"error": "unavailable", "message": "the relay could not handle this request"},

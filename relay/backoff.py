@@ -33,7 +33,9 @@ def exponential_delay(
     return random.uniform(step / 2, step)
 
 
-def hinted_delay(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
+def hinted_delay(
+    headers: Mapping[str, str], *, now: float | None = None
+) -> float | None:
     """Return the wait the server asked for, in seconds, or None without a hint.
 
     ``Retry-After`` may be a number of seconds or an HTTP date (RFC 9110).

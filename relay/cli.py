@@ -43,26 +43,48 @@ def build_parser() -> argparse.ArgumentParser:
         prog="asc-relay",
         description="Verify App Store Connect webhooks and fire GitHub repository_dispatch events.",
     )
-    parser.add_argument("--version", action="version", version=f"asc-relay {__version__}")
+    parser.add_argument(
+        "--version", action="version", version=f"asc-relay {__version__}"
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="run the relay (gunicorn plus the dispatcher)")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
-    serve.add_argument("--port", type=int, default=8080, help="port to listen on (default: %(default)s)")
+    serve = commands.add_parser(
+        "serve", help="run the relay (gunicorn plus the dispatcher)"
+    )
     serve.add_argument(
-        "--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "2")),
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--port",
+        type=int,
+        default=8080,
+        help="port to listen on (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("WEB_CONCURRENCY", "2")),
         help="gunicorn worker processes (default: $WEB_CONCURRENCY or 2)",
     )
-    serve.add_argument("--threads", type=int, default=4, help="threads per worker (default: %(default)s)")
     serve.add_argument(
-        "--dry-run", action="store_true",
+        "--threads",
+        type=int,
+        default=4,
+        help="threads per worker (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--dry-run",
+        action="store_true",
         help="record and log deliveries without calling GitHub",
     )
     serve.add_argument("--log-json", action="store_true", help="log JSON lines")
     serve.set_defaults(handler=_serve)
 
     demo = commands.add_parser(
-        "demo", help="run the relay on the bundled App Store Connect samples (no accounts needed)"
+        "demo",
+        help="run the relay on the bundled App Store Connect samples (no accounts needed)",
     )
     demo.set_defaults(handler=_demo)
 
@@ -72,44 +94,61 @@ def build_parser() -> argparse.ArgumentParser:
         description="Sign a body with ASC_WEBHOOK_SECRET (or --secret-file) and POST it, "
         "like the Test button in App Store Connect.",
     )
-    send.add_argument("url", help="the relay's webhook URL, e.g. https://relay.example.com/webhook")
+    send.add_argument(
+        "url", help="the relay's webhook URL, e.g. https://relay.example.com/webhook"
+    )
     source = send.add_mutually_exclusive_group()
     source.add_argument(
-        "--sample", default="webhook-ping-created", choices=SAMPLE_NAMES,
+        "--sample",
+        default="webhook-ping-created",
+        choices=SAMPLE_NAMES,
         help="bundled sample to send (default: %(default)s)",
     )
     source.add_argument("--file", type=Path, help="send this file's bytes instead")
     send.add_argument("--secret-file", type=Path, help="read the secret from this file")
     send.add_argument(
-        "--keep-id", action="store_true",
+        "--keep-id",
+        action="store_true",
         help="send the sample's event id as is (by default a fresh id is used, "
         "so the relay does not treat the delivery as a repeat)",
     )
-    send.add_argument("--timeout", type=float, default=15.0, help="seconds (default: %(default)s)")
+    send.add_argument(
+        "--timeout", type=float, default=15.0, help="seconds (default: %(default)s)"
+    )
     send.set_defaults(handler=_send_test)
 
-    events = commands.add_parser("events", help="list recent deliveries and their dispatch state")
+    events = commands.add_parser(
+        "events", help="list recent deliveries and their dispatch state"
+    )
     events.add_argument("--state", choices=STATES, help="only deliveries in this state")
     events.add_argument("--route", help="only deliveries to this route")
-    events.add_argument("--limit", type=int, default=50, help="rows to show (default: %(default)s)")
+    events.add_argument(
+        "--limit", type=int, default=50, help="rows to show (default: %(default)s)"
+    )
     events.add_argument("--json", action="store_true", help="print JSON lines")
     events.add_argument("--database", help="SQLite file (default: $RELAY_DATABASE)")
     events.set_defaults(handler=_events)
 
     redeliver = commands.add_parser("redeliver", help="queue a failed delivery again")
-    redeliver.add_argument("id", type=int, help="the delivery number shown by 'asc-relay events'")
     redeliver.add_argument(
-        "--force", action="store_true",
+        "id", type=int, help="the delivery number shown by 'asc-relay events'"
+    )
+    redeliver.add_argument(
+        "--force",
+        action="store_true",
         help="also queue a delivery that was already dispatched (starts the workflow again)",
     )
     redeliver.add_argument("--database", help="SQLite file (default: $RELAY_DATABASE)")
     redeliver.set_defaults(handler=_redeliver)
 
     check = commands.add_parser(
-        "check", help="validate the configuration and confirm GitHub access for each route"
+        "check",
+        help="validate the configuration and confirm GitHub access for each route",
     )
     check.add_argument(
-        "--offline", action="store_true", help="validate the configuration without calling GitHub"
+        "--offline",
+        action="store_true",
+        help="validate the configuration without calling GitHub",
     )
     check.set_defaults(handler=_check)
     return parser
@@ -127,7 +166,11 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers < 1 or args.threads < 1:
         raise ConfigError("--workers and --threads must be at least 1")
     return serve(
-        settings, host=args.host, port=args.port, workers=args.workers, threads=args.threads
+        settings,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        threads=args.threads,
     )
 
 
@@ -145,14 +188,21 @@ def _send_test(args: argparse.Namespace) -> int:
         try:
             body = args.file.read_bytes()
         except OSError as exc:
-            raise ConfigError(f"cannot read --file {args.file}: {exc.strerror}") from None
+            raise ConfigError(
+                f"cannot read --file {args.file}: {exc.strerror}"
+            ) from None
     else:
         body = load_sample(args.sample)
         if not args.keep_id:
             body = with_fresh_id(body)
-    headers = {"content-type": "application/json", "x-apple-signature": sign(secret, body)}
+    headers = {
+        "content-type": "application/json",
+        "x-apple-signature": sign(secret, body),
+    }
     try:
-        response = requests.post(args.url, data=body, headers=headers, timeout=args.timeout)
+        response = requests.post(
+            args.url, data=body, headers=headers, timeout=args.timeout
+        )
     except requests.RequestException as exc:
         print(f"POST {args.url} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
@@ -172,7 +222,9 @@ def _test_secret(secret_file: Path | None) -> str:
         try:
             secret = secret_file.read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise ConfigError(f"cannot read --secret-file {secret_file}: {exc.strerror}") from None
+            raise ConfigError(
+                f"cannot read --secret-file {secret_file}: {exc.strerror}"
+            ) from None
     else:
         secret = os.environ.get("ASC_WEBHOOK_SECRET", "").strip()
     if not secret:
@@ -201,7 +253,11 @@ def _events(args: argparse.Namespace) -> int:
     rows = store.recent(state=args.state, route=args.route, limit=args.limit)
     if args.json:
         for row in rows:
-            record = {key: row[key] for key in row.keys() if key not in ("body", "dispatched_payload")}
+            record = {
+                key: row[key]
+                for key in row.keys()  # noqa: SIM118 - iterating a Row yields values
+                if key not in ("body", "dispatched_payload")
+            }
             print(json.dumps(record, ensure_ascii=False))
         return 0
     if not rows:
@@ -229,13 +285,25 @@ def _redeliver(args: argparse.Namespace) -> int:
     store = _open_database(args.database)
     previous = store.requeue(args.id, force=args.force)
     if previous is None:
-        print(f"asc-relay: no delivery with id {args.id}; list them with 'asc-relay events'", file=sys.stderr)
+        print(
+            f"asc-relay: no delivery with id {args.id}; list them with 'asc-relay events'",
+            file=sys.stderr,
+        )
         return 1
     if previous == "failed" or (args.force and previous in ("dispatched", "dry_run")):
-        print(f"delivery {args.id} queued again (was {previous}); a running relay sends it within seconds")
+        print(
+            f"delivery {args.id} queued again (was {previous}); a running relay sends it within seconds"
+        )
         return 0
-    hint = " (pass --force to send it again)" if previous in ("dispatched", "dry_run") else ""
-    print(f"asc-relay: delivery {args.id} is {previous}, not failed; left as it is{hint}", file=sys.stderr)
+    hint = (
+        " (pass --force to send it again)"
+        if previous in ("dispatched", "dry_run")
+        else ""
+    )
+    print(
+        f"asc-relay: delivery {args.id} is {previous}, not failed; left as it is{hint}",
+        file=sys.stderr,
+    )
     return 1
 
 
@@ -274,7 +342,9 @@ def _check(args: argparse.Namespace) -> int:
                 "repository_dispatch needs Contents: read and write"
             )
             continue
-        print(f"  ok: the token can see {repository.get('full_name', route.repository)}")
+        print(
+            f"  ok: the token can see {repository.get('full_name', route.repository)}"
+        )
     return 1 if failures else 0
 
 

@@ -111,11 +111,15 @@ class Settings:
         for route in self.routes.values():
             values += [secret.decode("utf-8", "replace") for secret in route.secrets]
             if route.github is not None:
-                values += [v for v in (route.github.token, route.github.app_private_key) if v]
+                values += [
+                    v for v in (route.github.token, route.github.app_private_key) if v
+                ]
         return values
 
 
-def load_settings(environ: Mapping[str, str] | None = None, *, dry_run: bool = False) -> Settings:
+def load_settings(
+    environ: Mapping[str, str] | None = None, *, dry_run: bool = False
+) -> Settings:
     """Read the settings, raising :class:`ConfigError` for anything unusable."""
     env = os.environ if environ is None else environ
     dry_run = dry_run or _flag(env, "RELAY_DRY_RUN")
@@ -128,7 +132,9 @@ def load_settings(environ: Mapping[str, str] | None = None, *, dry_run: bool = F
             f"{config_path}: unknown key {unknown[0]!r}; allowed keys: {', '.join(sorted(TOP_KEYS))}"
         )
     github_api_url = (
-        env.get("GITHUB_API_URL") or document.get("github_api_url") or DEFAULT_GITHUB_API_URL
+        env.get("GITHUB_API_URL")
+        or document.get("github_api_url")
+        or DEFAULT_GITHUB_API_URL
     )
     if not re.match(r"^https?://[^\s/]+", str(github_api_url)):
         raise ConfigError(
@@ -143,11 +149,14 @@ def load_settings(environ: Mapping[str, str] | None = None, *, dry_run: bool = F
 
     return Settings(
         routes=routes,
-        database=env.get("RELAY_DATABASE") or str(document.get("database") or DEFAULT_DATABASE),
+        database=env.get("RELAY_DATABASE")
+        or str(document.get("database") or DEFAULT_DATABASE),
         github_api_url=str(github_api_url).rstrip("/"),
         dry_run=dry_run,
         max_retry_age=_seconds(env, document, "RELAY_MAX_RETRY_AGE", "max_retry_age"),
-        log_format="json" if env.get("RELAY_LOG_FORMAT", "").lower() == "json" else "text",
+        log_format="json"
+        if env.get("RELAY_LOG_FORMAT", "").lower() == "json"
+        else "text",
     )
 
 
@@ -160,7 +169,9 @@ def _route_from_env(env: Mapping[str, str], dry_run: bool) -> Route:
         from_yaml=False,
     )
     repository = _repository(env.get("GITHUB_REPOSITORY", ""), "GITHUB_REPOSITORY")
-    event_type = _event_type(env.get("RELAY_EVENT_TYPE") or DEFAULT_EVENT_TYPE, "RELAY_EVENT_TYPE")
+    event_type = _event_type(
+        env.get("RELAY_EVENT_TYPE") or DEFAULT_EVENT_TYPE, "RELAY_EVENT_TYPE"
+    )
     github = _github_auth(
         env,
         token=("GITHUB_TOKEN", "GITHUB_TOKEN_FILE"),
@@ -177,7 +188,9 @@ def _routes_from_yaml(
     raw: Any, env: Mapping[str, str], path: str, dry_run: bool
 ) -> dict[str, Route]:
     if not isinstance(raw, dict) or not raw:
-        raise ConfigError(f"{path}: 'routes' must be a mapping of route names to settings")
+        raise ConfigError(
+            f"{path}: 'routes' must be a mapping of route names to settings"
+        )
     routes: dict[str, Route] = {}
     for name, spec in raw.items():
         name = str(name)
@@ -214,7 +227,9 @@ def _routes_from_yaml(
         routes[name] = Route(
             name=name,
             secrets=secrets,
-            repository=_repository(str(spec.get("repository", "")), f"{where}.repository"),
+            repository=_repository(
+                str(spec.get("repository", "")), f"{where}.repository"
+            ),
             event_type=_event_type(
                 str(spec.get("event_type", DEFAULT_EVENT_TYPE)), f"{where}.event_type"
             ),
@@ -227,7 +242,9 @@ def _routes_from_yaml(
 
 def _env_file_pair(spec: dict[str, Any], prefix: str) -> tuple[str | None, str | None]:
     """Turn ``<prefix>_env``/``<prefix>_file`` keys into a pair of sources."""
-    return _optional_str(spec.get(f"{prefix}_env")), _optional_str(spec.get(f"{prefix}_file"))
+    return _optional_str(spec.get(f"{prefix}_env")), _optional_str(
+        spec.get(f"{prefix}_file")
+    )
 
 
 def _secrets(
@@ -245,7 +262,10 @@ def _secrets(
             values.append(value.encode())
     first_env, first_file = current[0]
     if not _read_value(env, first_env, first_file, from_yaml=from_yaml):
-        names = " or ".join(n for n in (first_env, first_file) if n) or "secret_env or secret_file"
+        names = (
+            " or ".join(n for n in (first_env, first_file) if n)
+            or "secret_env or secret_file"
+        )
         raise ConfigError(
             f"no webhook secret in {where}: set {names} to the secret entered when the "
             "webhook was created in App Store Connect"
@@ -254,7 +274,11 @@ def _secrets(
 
 
 def _read_value(
-    env: Mapping[str, str], env_name: str | None, file_name: str | None, *, from_yaml: bool
+    env: Mapping[str, str],
+    env_name: str | None,
+    file_name: str | None,
+    *,
+    from_yaml: bool,
 ) -> str | None:
     """Read a secret from an environment variable or from a file.
 
@@ -336,7 +360,9 @@ def _github_auth(
 def _repository(value: str, name: str) -> str:
     value = value.strip()
     if not value:
-        raise ConfigError(f"{name} is not set: set it to the target repository as OWNER/NAME")
+        raise ConfigError(
+            f"{name} is not set: set it to the target repository as OWNER/NAME"
+        )
     if not REPOSITORY.match(value):
         raise ConfigError(f"{name} {value!r} is not a repository name: use OWNER/NAME")
     return value
@@ -363,7 +389,9 @@ def _event_name(value: str) -> str:
 def _name_set(raw: Any, name: str, normalise: Any) -> frozenset[str] | None:
     if raw is None:
         return None
-    if not isinstance(raw, list) or not all(isinstance(item, str) and item for item in raw):
+    if not isinstance(raw, list) or not all(
+        isinstance(item, str) and item for item in raw
+    ):
         raise ConfigError(f"{name} must be a list of names, got {raw!r}")
     return frozenset(normalise(item.strip()) for item in raw)
 
@@ -380,7 +408,9 @@ def _read_yaml(path: str) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+        raise ConfigError(
+            f"{path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}"
+        ) from None
     if document is None:
         return {}
     if not isinstance(document, dict):
@@ -388,7 +418,9 @@ def _read_yaml(path: str) -> dict[str, Any]:
     return document
 
 
-def _seconds(env: Mapping[str, str], document: dict[str, Any], env_name: str, key: str) -> float:
+def _seconds(
+    env: Mapping[str, str], document: dict[str, Any], env_name: str, key: str
+) -> float:
     raw = env.get(env_name) or document.get(key)
     if raw in (None, ""):
         return DEFAULT_MAX_RETRY_AGE

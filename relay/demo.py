@@ -81,10 +81,14 @@ def run_demo() -> int:
     return 0 if ok else 1
 
 
-def _run(port: int, secret: str, database: str, server: subprocess.Popen[bytes]) -> bool:
+def _run(
+    port: int, secret: str, database: str, server: subprocess.Popen[bytes]
+) -> bool:
     base = f"http://127.0.0.1:{port}"
     if not _wait_ready(base, server):
-        print("demo: the relay did not become ready; see its log below", file=sys.stderr)
+        print(
+            "demo: the relay did not become ready; see its log below", file=sys.stderr
+        )
         return False
     print(f"relay listening on {base} (dry run, database {database})\n")
 
@@ -96,17 +100,27 @@ def _run(port: int, secret: str, database: str, server: subprocess.Popen[bytes])
             "x-apple-request-uuid": str(uuid.uuid4()),
             "x-apple-signature": delivery.signature,
         }
-        response = session.post(f"{base}/webhook", data=delivery.body, headers=headers, timeout=10)
+        response = session.post(
+            f"{base}/webhook", data=delivery.body, headers=headers, timeout=10
+        )
         delivery.status = response.status_code
         delivery.answer = response.json()
 
     store = Store(database)
-    accepted = [d for d in deliveries if d.answer and d.answer.get("status") == "accepted"]
+    accepted = [
+        d for d in deliveries if d.answer and d.answer.get("status") == "accepted"
+    ]
     payloads = _wait_dispatched(store, [int(d.answer["delivery"]) for d in accepted])  # type: ignore[index]
     ok = _print_table(deliveries, payloads)
     counts = store.counts()
-    print(f"\nrecorded: {sum(counts.values())} deliveries {dict(sorted(counts.items()))}")
-    print("result: every outcome as expected" if ok else "result: UNEXPECTED OUTCOMES above")
+    print(
+        f"\nrecorded: {sum(counts.values())} deliveries {dict(sorted(counts.items()))}"
+    )
+    print(
+        "result: every outcome as expected"
+        if ok
+        else "result: UNEXPECTED OUTCOMES above"
+    )
     return ok
 
 
@@ -118,10 +132,18 @@ def _plan(secret: str) -> list[Delivery]:
             body = with_fresh_id(body, f"demo-{index:02d}-{uuid.uuid4()}")
         deliveries.append(Delivery(name, body, sign(secret, body), 200, "accepted"))
 
-    original = with_fresh_id(load_sample("build-upload-complete"), f"demo-tampered-{uuid.uuid4()}")
+    original = with_fresh_id(
+        load_sample("build-upload-complete"), f"demo-tampered-{uuid.uuid4()}"
+    )
     tampered = original.replace(b'"COMPLETE"', b'"FAILED"')
     deliveries.append(
-        Delivery("tampered upload", tampered, sign(secret, original), 401, "invalid_signature")
+        Delivery(
+            "tampered upload",
+            tampered,
+            sign(secret, original),
+            401,
+            "invalid_signature",
+        )
     )
     repeat = deliveries[len(SAMPLE_ORDER) - 1]
     deliveries.append(
@@ -136,24 +158,37 @@ def _wait_dispatched(store: Store, ids: list[int]) -> dict[int, dict]:
     while time.monotonic() < deadline and len(payloads) < len(ids):
         for delivery_id in ids:
             row = store.get(delivery_id)
-            if row is not None and row["state"] == "dry_run" and row["dispatched_payload"]:
+            if (
+                row is not None
+                and row["state"] == "dry_run"
+                and row["dispatched_payload"]
+            ):
                 payloads[delivery_id] = json.loads(row["dispatched_payload"])
         time.sleep(0.05)
     return payloads
 
 
 def _print_table(deliveries: list[Delivery], payloads: dict[int, dict]) -> bool:
-    print(f"Accepted deliveries become repository_dispatch 'asc-webhook' on {REPOSITORY}.\n")
+    print(
+        f"Accepted deliveries become repository_dispatch 'asc-webhook' on {REPOSITORY}.\n"
+    )
     rows = [("DELIVERY", "EVENT", "STATE CHANGE", "HTTP", "WOULD DISPATCH", "")]
     all_ok = True
     for delivery in deliveries:
         answer = delivery.answer or {}
         kind = answer.get("status") or answer.get("error") or "?"
-        ok = delivery.status == delivery.expected_status and kind == delivery.expected_answer
+        ok = (
+            delivery.status == delivery.expected_status
+            and kind == delivery.expected_answer
+        )
         payload = payloads.get(int(answer.get("delivery", 0) or 0))
         if kind == "accepted":
             ok = ok and payload is not None
-            would = _describe(payload) if payload else "nothing yet (not dispatched in time)"
+            would = (
+                _describe(payload)
+                if payload
+                else "nothing yet (not dispatched in time)"
+            )
         elif kind == "duplicate":
             would = f"nothing: repeat of delivery {answer.get('delivery')}"
         else:
@@ -161,8 +196,14 @@ def _print_table(deliveries: list[Delivery], payloads: dict[int, dict]) -> bool:
         all_ok = all_ok and ok
         event_type, change = _summary(delivery.body)
         rows.append(
-            (delivery.label, event_type, change, str(delivery.status), would,
-             "ok" if ok else "UNEXPECTED")
+            (
+                delivery.label,
+                event_type,
+                change,
+                str(delivery.status),
+                would,
+                "ok" if ok else "UNEXPECTED",
+            )
         )
 
     widths = [max(len(row[column]) for row in rows) for column in range(5)]
@@ -180,7 +221,9 @@ def _summary(body: bytes) -> tuple[str, str]:
     attributes = data.get("attributes") or {}
     for old_key, new_key in (("oldState", "newState"), ("oldValue", "newValue")):
         if new_key in attributes:
-            return data.get("type", "?"), f"{attributes.get(old_key) or '?'} -> {attributes[new_key]}"
+            return data.get(
+                "type", "?"
+            ), f"{attributes.get(old_key) or '?'} -> {attributes[new_key]}"
     return data.get("type", "?"), "-"
 
 
@@ -193,7 +236,9 @@ def _describe(payload: dict) -> str:
     return text
 
 
-def _start_server(port: int, secret: str, database: str, log: object) -> subprocess.Popen[bytes]:
+def _start_server(
+    port: int, secret: str, database: str, log: object
+) -> subprocess.Popen[bytes]:
     env = {
         key: value
         for key, value in os.environ.items()
@@ -205,8 +250,17 @@ def _start_server(port: int, secret: str, database: str, log: object) -> subproc
         GITHUB_REPOSITORY=REPOSITORY,
     )
     command = [
-        sys.executable, "-m", "relay.cli", "serve", "--dry-run",
-        "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
+        sys.executable,
+        "-m",
+        "relay.cli",
+        "serve",
+        "--dry-run",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "2",
     ]
     return subprocess.Popen(command, env=env, stdout=log, stderr=log)  # type: ignore[arg-type]
 

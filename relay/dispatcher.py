@@ -143,7 +143,9 @@ class Dispatcher:
         ids = _log_ids(row)
         if route is None:
             self.store.finish(
-                row["id"], "failed", payload=None,
+                row["id"],
+                "failed",
+                payload=None,
                 error=f"route {row['route']!r} is no longer configured",
             )
             logger.error("delivery failed: route no longer configured", extra=ids)
@@ -153,7 +155,9 @@ class Dispatcher:
         if self.settings.dry_run:
             self.store.finish(row["id"], "dry_run", payload=payload)
             logger.info(
-                "dry run: would dispatch %s to %s", route.event_type, route.repository,
+                "dry run: would dispatch %s to %s",
+                route.event_type,
+                route.repository,
                 extra=ids,
             )
             return
@@ -162,22 +166,35 @@ class Dispatcher:
         result = self.clients[route.name].dispatch(route.event_type, payload)
         elapsed_ms = (time.monotonic() - started) * 1000
         if result.outcome == "sent":
-            self.store.finish(row["id"], "dispatched", payload=payload, status=result.status)
+            self.store.finish(
+                row["id"], "dispatched", payload=payload, status=result.status
+            )
             logger.info(
-                "dispatched %s to %s (%d, %.0f ms)", route.event_type, route.repository,
-                result.status or 0, elapsed_ms, extra=ids,
+                "dispatched %s to %s (%d, %.0f ms)",
+                route.event_type,
+                route.repository,
+                result.status or 0,
+                elapsed_ms,
+                extra=ids,
             )
             return
         self._handle_failure(row, result, payload, ids)
 
     def _handle_failure(
-        self, row: sqlite3.Row, result: DispatchResult, payload: dict[str, Any],
+        self,
+        row: sqlite3.Row,
+        result: DispatchResult,
+        payload: dict[str, Any],
         ids: dict[str, Any],
     ) -> None:
         age = self.clock() - float(row["received_ts"])
         if result.outcome == "fatal":
             self.store.finish(
-                row["id"], "failed", payload=payload, status=result.status, error=result.message
+                row["id"],
+                "failed",
+                payload=payload,
+                status=result.status,
+                error=result.message,
             )
             logger.error("dispatch failed, not retrying: %s", result.message, extra=ids)
             return
@@ -187,25 +204,36 @@ class Dispatcher:
                 f"{result.message}"
             )
             self.store.finish(
-                row["id"], "failed", payload=payload, status=result.status, error=message
+                row["id"],
+                "failed",
+                payload=payload,
+                status=result.status,
+                error=message,
             )
             logger.error("dispatch failed: %s", message, extra=ids)
             return
         delay = result.retry_after
         if delay is None:
-            delay = exponential_delay(int(row["attempts"]), base=RETRY_BASE, cap=RETRY_CAP)
+            delay = exponential_delay(
+                int(row["attempts"]), base=RETRY_BASE, cap=RETRY_CAP
+            )
         self.store.retry_later(
             row["id"], self.clock() + delay, status=result.status, error=result.message
         )
         logger.warning(
             "dispatch attempt %d failed: %s; retrying in %.1fs",
-            row["attempts"], result.message, delay, extra=ids,
+            row["attempts"],
+            result.message,
+            delay,
+            extra=ids,
         )
 
     def _payload(self, row: sqlite3.Row) -> dict[str, Any]:
         resource = None
         if row["resource_type"] and row["resource_id"]:
-            resource = Resource(row["resource_type"], row["resource_id"], row["resource_url"])
+            resource = Resource(
+                row["resource_type"], row["resource_id"], row["resource_url"]
+            )
         try:
             document = json.loads(row["body"])
         except ValueError:

@@ -196,7 +196,9 @@ def _resource(relationships: Any) -> Resource | None:
             continue
         links = candidate.get("links")
         url = links.get("self") if isinstance(links, dict) else None
-        if not (isinstance(url, str) and url.startswith("https://") and len(url) <= 2048):
+        if not (
+            isinstance(url, str) and url.startswith("https://") and len(url) <= 2048
+        ):
             url = resource_url(resource_type, resource_id)
         return Resource(resource_type, resource_id, url)
     return None

@@ -50,7 +50,9 @@ class DispatchResult:
 class GitHubError(Exception):
     """A call made to get a token or to read the repository failed."""
 
-    def __init__(self, message: str, status: int | None = None, *, retryable: bool = True) -> None:
+    def __init__(
+        self, message: str, status: int | None = None, *, retryable: bool = True
+    ) -> None:
         self.status = status
         self.retryable = retryable
         super().__init__(message)
@@ -81,7 +83,9 @@ class GitHubClient:
 
     # Dispatch
 
-    def dispatch(self, event_type: str, client_payload: dict[str, Any]) -> DispatchResult:
+    def dispatch(
+        self, event_type: str, client_payload: dict[str, Any]
+    ) -> DispatchResult:
         """Send one ``repository_dispatch`` and classify the answer."""
         url = f"{self.api_url}/repos/{self.route.repository}/dispatches"
         body = {"event_type": event_type, "client_payload": client_payload}
@@ -91,9 +95,13 @@ class GitHubClient:
             except GitHubError as exc:
                 return self._token_failure(exc)
             try:
-                response = self.session.post(url, json=body, headers=headers, timeout=TIMEOUT)
+                response = self.session.post(
+                    url, json=body, headers=headers, timeout=TIMEOUT
+                )
             except requests.RequestException as exc:
-                return DispatchResult("retry", None, f"POST {url} failed: {type(exc).__name__}")
+                return DispatchResult(
+                    "retry", None, f"POST {url} failed: {type(exc).__name__}"
+                )
             if response.status_code == 401 and self.auth.kind == "app" and attempt == 1:
                 # The cached installation token may have been revoked: renew once.
                 self._forget_token()
@@ -109,19 +117,22 @@ class GitHubClient:
             return DispatchResult("sent", status, text)
         if status == 401:
             return DispatchResult(
-                "fatal", status,
+                "fatal",
+                status,
                 f"{text}. The token is invalid or expired: create a new one and restart the relay",
             )
         if status == 404:
             return DispatchResult(
-                "fatal", status,
+                "fatal",
+                status,
                 f"{text}. Either {self.route.repository!r} is the wrong repository name or "
                 "the token cannot see it: check GITHUB_REPOSITORY and grant the token "
                 "Contents: read and write on that repository",
             )
         if status == 422:
             return DispatchResult(
-                "fatal", status,
+                "fatal",
+                status,
                 f"{text}. GitHub rejected the payload; check the event type and payload limits",
             )
         if status in (403, 429):
@@ -129,9 +140,12 @@ class GitHubClient:
                 wait = hinted_delay(response.headers)
                 if wait is None:
                     wait = SECONDARY_LIMIT_WAIT
-                return DispatchResult("retry", status, f"{text} (rate limited)", retry_after=wait)
+                return DispatchResult(
+                    "retry", status, f"{text} (rate limited)", retry_after=wait
+                )
             return DispatchResult(
-                "fatal", status,
+                "fatal",
+                status,
                 f"{text}. The token lacks permission: a fine-grained token needs "
                 "Contents: read and write, a classic token the repo scope",
             )
@@ -142,7 +156,9 @@ class GitHubClient:
         return DispatchResult("fatal", status, text)
 
     def _token_failure(self, exc: GitHubError) -> DispatchResult:
-        if exc.retryable and (exc.status is None or exc.status >= 500 or exc.status == 429):
+        if exc.retryable and (
+            exc.status is None or exc.status >= 500 or exc.status == 429
+        ):
             return DispatchResult("retry", exc.status, str(exc))
         return DispatchResult("fatal", exc.status, str(exc))
 
@@ -152,7 +168,9 @@ class GitHubClient:
         """Return ``GET /repos/{owner}/{repo}``, raising :class:`GitHubError`."""
         url = f"{self.api_url}/repos/{self.route.repository}"
         try:
-            response = self.session.get(url, headers=self._headers(self._token()), timeout=TIMEOUT)
+            response = self.session.get(
+                url, headers=self._headers(self._token()), timeout=TIMEOUT
+            )
         except requests.RequestException as exc:
             raise GitHubError(f"GET {url} failed: {type(exc).__name__}") from None
         if response.status_code != 200:
@@ -194,9 +212,15 @@ class GitHubClient:
         which only decides when a cached installation token is renewed.
         """
         now = int(time.time())
-        claims = {"iat": now - 60, "exp": now + APP_JWT_LIFETIME, "iss": self.auth.app_id}
+        claims = {
+            "iat": now - 60,
+            "exp": now + APP_JWT_LIFETIME,
+            "iss": self.auth.app_id,
+        }
         try:
-            return jwt.encode(claims, self.auth.app_private_key or "", algorithm="RS256")
+            return jwt.encode(
+                claims, self.auth.app_private_key or "", algorithm="RS256"
+            )
         except (ValueError, TypeError, jwt.PyJWTError):
             raise GitHubError(
                 "GITHUB_APP_PRIVATE_KEY is not a PEM RSA private key: use the .pem file "
@@ -212,17 +236,24 @@ class GitHubClient:
             self._installation_id = str(data["id"])
         url = f"{self.api_url}/app/installations/{self._installation_id}/access_tokens"
         owner_and_name = self.route.repository.split("/", 1)
-        data = self._app_call("POST", url, headers, {"repositories": [owner_and_name[1]]})
+        data = self._app_call(
+            "POST", url, headers, {"repositories": [owner_and_name[1]]}
+        )
         token = str(data["token"])
         expires = _parse_time(data.get("expires_at")) or self.clock() + 3600
         logger.info(
-            "installation token created for %s", self.route.repository,
+            "installation token created for %s",
+            self.route.repository,
             extra={"route": self.route.name},
         )
         return token, expires
 
     def _app_call(
-        self, method: str, url: str, headers: dict[str, str], body: dict[str, Any] | None
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: dict[str, Any] | None,
     ) -> dict[str, Any]:
         try:
             response = self.session.request(
@@ -266,7 +297,9 @@ def _message(response: requests.Response) -> str:
         errors = body.get("errors")
         if isinstance(errors, list):
             parts += [
-                str(e.get("message") or e.get("code") or e) if isinstance(e, dict) else str(e)
+                str(e.get("message") or e.get("code") or e)
+                if isinstance(e, dict)
+                else str(e)
                 for e in errors
             ]
         return "; ".join(part for part in parts if part)[:500]
@@ -277,6 +310,6 @@ def _parse_time(value: Any) -> float | None:
     if not isinstance(value, str):
         return None
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        return datetime.fromisoformat(value).timestamp()
     except ValueError:
         return None

@@ -23,7 +23,9 @@ class RedactingFilter(logging.Filter):
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
         # Short values would redact ordinary words; real secrets are long.
-        self.secrets = sorted({s for s in secrets if len(s) >= 8}, key=len, reverse=True)
+        self.secrets = sorted(
+            {s for s in secrets if len(s) >= 8}, key=len, reverse=True
+        )
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not self.secrets:
@@ -39,7 +41,9 @@ class RedactingFilter(logging.Filter):
 
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        moment = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+        moment = datetime.fromtimestamp(record.created, UTC).isoformat(
+            timespec="milliseconds"
+        )
         line = f"{moment.replace('+00:00', 'Z')} {record.levelname} {record.name}: "
         line += record.getMessage()
         context = [

@@ -29,18 +29,31 @@ PR_SET_PDEATHSIG = 1
 def gunicorn_command(host: str, port: int, workers: int, threads: int) -> list[str]:
     """Return the gunicorn command line for the relay's WSGI application."""
     return [
-        sys.executable, "-m", "gunicorn",
-        "--bind", f"{host}:{port}",
-        "--worker-class", "gthread",
-        "--workers", str(workers),
-        "--threads", str(threads),
-        "--timeout", "30",
-        "--graceful-timeout", "20",
-        "--keep-alive", "5",
-        "--max-requests", "20000",
-        "--max-requests-jitter", "2000",
-        "--error-logfile", "-",
-        "--log-level", "warning",
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--bind",
+        f"{host}:{port}",
+        "--worker-class",
+        "gthread",
+        "--workers",
+        str(workers),
+        "--threads",
+        str(threads),
+        "--timeout",
+        "30",
+        "--graceful-timeout",
+        "20",
+        "--keep-alive",
+        "5",
+        "--max-requests",
+        "20000",
+        "--max-requests-jitter",
+        "2000",
+        "--error-logfile",
+        "-",
+        "--log-level",
+        "warning",
         "relay.wsgi:application",
     ]
 
@@ -54,7 +67,9 @@ def _die_with_parent() -> None:
         pass
 
 
-def serve(settings: Settings, *, host: str, port: int, workers: int, threads: int) -> int:
+def serve(
+    settings: Settings, *, host: str, port: int, workers: int, threads: int
+) -> int:
     """Run until SIGTERM or SIGINT; return the exit status."""
     store = Store(settings.database)  # creates the schema before any worker starts
     dispatcher = Dispatcher(settings, store)
@@ -69,7 +84,11 @@ def serve(settings: Settings, *, host: str, port: int, workers: int, threads: in
     )
     logger.info(
         "listening on http://%s:%d (%d workers x %d threads, database %s)",
-        host, port, workers, threads, settings.database,
+        host,
+        port,
+        workers,
+        threads,
+        settings.database,
     )
 
     stopping = threading.Event()

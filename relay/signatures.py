@@ -48,7 +48,9 @@ def parse_signature(value: str | None) -> bytes:
 
     scheme, separator, hex_digest = value.strip().partition("=")
     if not separator:
-        raise SignatureError("x-apple-signature header is not in the form hmacsha256=<hex>")
+        raise SignatureError(
+            "x-apple-signature header is not in the form hmacsha256=<hex>"
+        )
     if scheme.strip().lower() != SCHEME:
         raise SignatureError("x-apple-signature header uses an unsupported scheme")
 

@@ -24,7 +24,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-STATES = ("pending", "sending", "dispatched", "dry_run", "failed", "invalid", "filtered")
+STATES = (
+    "pending",
+    "sending",
+    "dispatched",
+    "dry_run",
+    "failed",
+    "invalid",
+    "filtered",
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -116,7 +124,9 @@ class Store:
         db = getattr(self._local, "db", None)
         if db is None:
             db = sqlite3.connect(
-                self.path, timeout=self.busy_timeout, isolation_level=None,
+                self.path,
+                timeout=self.busy_timeout,
+                isolation_level=None,
                 check_same_thread=True,
             )
             db.row_factory = sqlite3.Row
@@ -146,7 +156,9 @@ class Store:
 
     # Receiving
 
-    def record(self, delivery: NewDelivery, *, received: datetime | None = None) -> Recorded:
+    def record(
+        self, delivery: NewDelivery, *, received: datetime | None = None
+    ) -> Recorded:
         """Insert a delivery, or count a repeat of one already recorded."""
         moment = received or utc_now()
         with self.transaction() as db:
@@ -157,11 +169,21 @@ class Store:
                     received_at, received_ts, body, state
                 ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 (
-                    delivery.route, delivery.dedupe_key, delivery.event_id,
-                    delivery.event_type, delivery.resource_type, delivery.resource_id,
-                    delivery.resource_url, delivery.old_state, delivery.new_state, delivery.event_timestamp,
-                    delivery.request_uuid, isoformat(moment), moment.timestamp(),
-                    delivery.body, delivery.state,
+                    delivery.route,
+                    delivery.dedupe_key,
+                    delivery.event_id,
+                    delivery.event_type,
+                    delivery.resource_type,
+                    delivery.resource_id,
+                    delivery.resource_url,
+                    delivery.old_state,
+                    delivery.new_state,
+                    delivery.event_timestamp,
+                    delivery.request_uuid,
+                    isoformat(moment),
+                    moment.timestamp(),
+                    delivery.body,
+                    delivery.state,
                 ),
             )
             if cursor.rowcount == 1:
@@ -207,24 +229,32 @@ class Store:
             ).fetchone()
 
     def next_due_at(self) -> float | None:
-        row = self.connection().execute(
-            "SELECT MIN(next_attempt_at) AS due FROM deliveries WHERE state = 'pending'"
-        ).fetchone()
+        row = (
+            self.connection()
+            .execute(
+                "SELECT MIN(next_attempt_at) AS due FROM deliveries WHERE state = 'pending'"
+            )
+            .fetchone()
+        )
         return None if row["due"] is None else float(row["due"])
 
     def history(self, row: sqlite3.Row) -> list[dict[str, Any]]:
         """Earlier state changes recorded for the same resource on the same route."""
         if not row["resource_type"] or not row["resource_id"]:
             return []
-        rows = self.connection().execute(
-            """SELECT event_type, old_state, new_state, event_timestamp, received_at
+        rows = (
+            self.connection()
+            .execute(
+                """SELECT event_type, old_state, new_state, event_timestamp, received_at
             FROM deliveries
             WHERE route = ? AND resource_type = ? AND resource_id = ? AND id < ?
               AND state NOT IN ('invalid', 'filtered')
               AND (old_state IS NOT NULL OR new_state IS NOT NULL)
             ORDER BY id""",
-            (row["route"], row["resource_type"], row["resource_id"], row["id"]),
-        ).fetchall()
+                (row["route"], row["resource_type"], row["resource_id"], row["id"]),
+            )
+            .fetchall()
+        )
         return [
             {
                 "event": item["event_type"],
@@ -237,8 +267,13 @@ class Store:
         ]
 
     def finish(
-        self, delivery_id: int, state: str, *, payload: dict[str, Any] | None,
-        status: int | None = None, error: str | None = None,
+        self,
+        delivery_id: int,
+        state: str,
+        *,
+        payload: dict[str, Any] | None,
+        status: int | None = None,
+        error: str | None = None,
     ) -> None:
         """Record the end of a delivery: ``dispatched``, ``dry_run`` or ``failed``."""
         with self.transaction() as db:
@@ -247,14 +282,25 @@ class Store:
                 last_status = ?, last_error = ? WHERE id = ?""",
                 (
                     state,
-                    isoformat(utc_now()) if state in ("dispatched", "dry_run") else None,
-                    json.dumps(payload, ensure_ascii=False) if payload is not None else None,
-                    status, error, delivery_id,
+                    isoformat(utc_now())
+                    if state in ("dispatched", "dry_run")
+                    else None,
+                    json.dumps(payload, ensure_ascii=False)
+                    if payload is not None
+                    else None,
+                    status,
+                    error,
+                    delivery_id,
                 ),
             )
 
     def retry_later(
-        self, delivery_id: int, next_attempt_at: float, *, status: int | None, error: str
+        self,
+        delivery_id: int,
+        next_attempt_at: float,
+        *,
+        status: int | None,
+        error: str,
     ) -> None:
         with self.transaction() as db:
             db.execute(
@@ -271,7 +317,9 @@ class Store:
         """
         allowed = ("failed", "dispatched", "dry_run") if force else ("failed",)
         with self.transaction() as db:
-            row = db.execute("SELECT state FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
+            row = db.execute(
+                "SELECT state FROM deliveries WHERE id = ?", (delivery_id,)
+            ).fetchone()
             if row is None:
                 return None
             if row["state"] in allowed:
@@ -285,9 +333,11 @@ class Store:
     # Inspection
 
     def get(self, delivery_id: int) -> sqlite3.Row | None:
-        return self.connection().execute(
-            "SELECT * FROM deliveries WHERE id = ?", (delivery_id,)
-        ).fetchone()
+        return (
+            self.connection()
+            .execute("SELECT * FROM deliveries WHERE id = ?", (delivery_id,))
+            .fetchone()
+        )
 
     def recent(
         self, *, state: str | None = None, route: str | None = None, limit: int = 50
@@ -300,14 +350,21 @@ class Store:
             clauses.append("route = ?")
             params.append(route)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        return self.connection().execute(
-            f"SELECT * FROM deliveries {where} ORDER BY id DESC LIMIT ?", (*params, limit)
-        ).fetchall()
+        return (
+            self.connection()
+            .execute(
+                f"SELECT * FROM deliveries {where} ORDER BY id DESC LIMIT ?",
+                (*params, limit),
+            )
+            .fetchall()
+        )
 
     def counts(self) -> dict[str, int]:
-        rows = self.connection().execute(
-            "SELECT state, COUNT(*) AS n FROM deliveries GROUP BY state"
-        ).fetchall()
+        rows = (
+            self.connection()
+            .execute("SELECT state, COUNT(*) AS n FROM deliveries GROUP BY state")
+            .fetchall()
+        )
         return {row["state"]: int(row["n"]) for row in rows}
 
     # Liveness
@@ -321,9 +378,11 @@ class Store:
             )
 
     def last_beat(self, name: str) -> float | None:
-        row = self.connection().execute(
-            "SELECT beat_at FROM heartbeats WHERE name = ?", (name,)
-        ).fetchone()
+        row = (
+            self.connection()
+            .execute("SELECT beat_at FROM heartbeats WHERE name = ?", (name,))
+            .fetchone()
+        )
         return None if row is None else float(row["beat_at"])
 
     def check_writable(self) -> None:

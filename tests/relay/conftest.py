@@ -1,13 +1,19 @@
 from __future__ import annotations
 
+import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from relay.config import GitHubAuth, Route, Settings
 from relay.store import Store
 from tests.standins.github import GitHubStandIn
+
+if TYPE_CHECKING:
+    from tests.relay.live import Relay
 
 SECRET = "relay-test-secret-0123456789"
 TOKEN = "test-token"
@@ -53,3 +59,17 @@ def github() -> Iterator[GitHubStandIn]:
     standin = GitHubStandIn(tokens={TOKEN}, repositories={REPOSITORY}).start()
     yield standin
     standin.stop()
+
+
+@pytest.fixture
+def relay(tmp_path: Path, github: GitHubStandIn) -> Iterator[Relay]:
+    from tests.relay.live import start_relay
+
+    running = start_relay(tmp_path, github, str(tmp_path / "relay.db"))
+    yield running
+    if running.process.poll() is None:
+        running.process.send_signal(signal.SIGTERM)
+        try:
+            running.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            running.kill_group()

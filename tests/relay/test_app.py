@@ -19,9 +19,17 @@ def client_for(store: Store, *routes: Any, **changes: Any) -> FlaskClient:
     return create_app(settings, store).test_client()
 
 
-def post(client: FlaskClient, body: bytes, path: str = "/webhook", secret: str = SECRET,
-         **headers: str) -> Any:
-    all_headers = {"content-type": "application/json", "x-apple-signature": sign(secret, body)}
+def post(
+    client: FlaskClient,
+    body: bytes,
+    path: str = "/webhook",
+    secret: str = SECRET,
+    **headers: str,
+) -> Any:
+    all_headers = {
+        "content-type": "application/json",
+        "x-apple-signature": sign(secret, body),
+    }
     all_headers.update({key.replace("_", "-"): value for key, value in headers.items()})
     return client.post(path, data=body, headers=all_headers)
 
@@ -29,7 +37,9 @@ def post(client: FlaskClient, body: bytes, path: str = "/webhook", secret: str =
 def test_webhook_accepts_signed_sample(store: Store) -> None:
     client = client_for(store)
     body = load_sample("build-upload-complete")
-    response = post(client, body, x_apple_request_uuid="7b64238e-16db-31a0-5fd5-944a7c61b45f")
+    response = post(
+        client, body, x_apple_request_uuid="7b64238e-16db-31a0-5fd5-944a7c61b45f"
+    )
     assert response.status_code == 200
     assert response.json == {"status": "accepted", "delivery": 1}
     row = store.get(1)
@@ -96,7 +106,8 @@ def test_webhook_accepts_previous_secret(store: Store) -> None:
 def test_webhook_rejects_bad_signature(store: Store, headers: dict[str, str]) -> None:
     client = client_for(store)
     response = client.post(
-        "/webhook", data=load_sample("webhook-ping-created"),
+        "/webhook",
+        data=load_sample("webhook-ping-created"),
         headers={"content-type": "application/json", **headers},
     )
     assert response.status_code == 401
@@ -118,14 +129,17 @@ def test_webhook_rejects_two_signature_headers(store: Store) -> None:
     body = load_sample("webhook-ping-created")
     good = sign(SECRET, body)
     response = client.post(
-        "/webhook", data=body,
+        "/webhook",
+        data=body,
         headers=[("x-apple-signature", good), ("x-apple-signature", good)],
     )
     assert response.status_code == 401
 
 
 def test_webhook_rejects_signature_from_other_route(store: Store) -> None:
-    client = client_for(store, make_route(), make_route("other", secrets=(b"other-secret-12345",)))
+    client = client_for(
+        store, make_route(), make_route("other", secrets=(b"other-secret-12345",))
+    )
     response = post(client, load_sample("webhook-ping-created"), "/webhook/other")
     assert response.status_code == 401
 
@@ -151,7 +165,9 @@ def test_webhook_records_signed_invalid_body(store: Store) -> None:
     assert bytes(row["body"]) == b'{"not": "an event"}'
 
 
-@pytest.mark.parametrize("body", [b"", b"not json", b"[1, 2]", b'{"data": {"id": "x"}}'])
+@pytest.mark.parametrize(
+    "body", [b"", b"not json", b"[1, 2]", b'{"data": {"id": "x"}}']
+)
 def test_webhook_answers_400_for_signed_non_events(store: Store, body: bytes) -> None:
     client = client_for(store)
     assert post(client, body).status_code == 400
@@ -185,7 +201,12 @@ def test_webhook_unknown_route_is_404(store: Store) -> None:
 
 def test_webhook_default_route_has_no_named_alias(store: Store) -> None:
     client = client_for(store)
-    assert post(client, load_sample("webhook-ping-created"), "/webhook/default").status_code == 404
+    assert (
+        post(
+            client, load_sample("webhook-ping-created"), "/webhook/default"
+        ).status_code
+        == 404
+    )
 
 
 @pytest.mark.parametrize("method", ["get", "put", "delete", "patch"])
@@ -214,7 +235,9 @@ def test_webhook_records_filtered_event_without_dispatch(store: Store) -> None:
 def test_webhook_filter_on_states(store: Store) -> None:
     route = make_route(states=frozenset({"COMPLETE"}))
     client = client_for(store, route)
-    assert post(client, load_sample("build-upload-complete")).json["status"] == "accepted"
+    assert (
+        post(client, load_sample("build-upload-complete")).json["status"] == "accepted"
+    )
     failed = with_fresh_id(load_sample("build-upload-failed"))
     assert post(client, failed).json["status"] == "filtered"
 
@@ -233,13 +256,17 @@ def test_webhook_answers_503_when_database_fails(store: Store, caplog: Any) -> N
     assert "disk I/O error" in caplog.text
 
 
-def test_webhook_logs_never_contain_secret_or_signature(store: Store, caplog: Any) -> None:
+def test_webhook_logs_never_contain_secret_or_signature(
+    store: Store, caplog: Any
+) -> None:
     client = client_for(store)
     body = load_sample("build-upload-complete")
     signature = sign(SECRET, body)
     with caplog.at_level(logging.DEBUG):
         post(client, body)
-        client.post("/webhook", data=body, headers={"x-apple-signature": signature[:-1] + "0"})
+        client.post(
+            "/webhook", data=body, headers={"x-apple-signature": signature[:-1] + "0"}
+        )
     assert SECRET not in caplog.text
     assert signature.split("=")[1] not in caplog.text
     assert signature.split("=")[1][:-1] not in caplog.text

@@ -29,7 +29,8 @@ def test_environment_describes_default_route() -> None:
 def test_previous_secret_is_accepted_during_rotation() -> None:
     env = dict(BASE_ENV, ASC_WEBHOOK_SECRET_PREVIOUS="old-secret-value")
     assert load_settings(env).routes["default"].secrets == (
-        b"current-secret-value", b"old-secret-value",
+        b"current-secret-value",
+        b"old-secret-value",
     )
 
 
@@ -41,14 +42,17 @@ def test_secret_files_are_read(tmp_path: Path) -> None:
     env["ASC_WEBHOOK_SECRET_FILE"] = str(tmp_path / "secret")
     env["ASC_WEBHOOK_SECRET_PREVIOUS_FILE"] = str(tmp_path / "previous")
     assert load_settings(env).routes["default"].secrets == (
-        b"from-file-secret", b"previous-from-file",
+        b"from-file-secret",
+        b"previous-from-file",
     )
 
 
 def test_missing_secret_refuses_to_start() -> None:
     env = dict(BASE_ENV)
     del env["ASC_WEBHOOK_SECRET"]
-    with pytest.raises(ConfigError, match="ASC_WEBHOOK_SECRET or ASC_WEBHOOK_SECRET_FILE"):
+    with pytest.raises(
+        ConfigError, match="ASC_WEBHOOK_SECRET or ASC_WEBHOOK_SECRET_FILE"
+    ):
         load_settings(env)
 
 
@@ -58,7 +62,9 @@ def test_blank_secret_refuses_to_start() -> None:
 
 
 def test_unreadable_secret_file_names_path(tmp_path: Path) -> None:
-    env = dict(BASE_ENV, ASC_WEBHOOK_SECRET="", ASC_WEBHOOK_SECRET_FILE=str(tmp_path / "nope"))
+    env = dict(
+        BASE_ENV, ASC_WEBHOOK_SECRET="", ASC_WEBHOOK_SECRET_FILE=str(tmp_path / "nope")
+    )
     with pytest.raises(ConfigError) as caught:
         load_settings(env)
     assert "ASC_WEBHOOK_SECRET_FILE=" in str(caught.value)
@@ -79,8 +85,18 @@ def test_unreadable_secret_file_names_path(tmp_path: Path) -> None:
         ({"GITHUB_TOKEN": "", "GITHUB_APP_ID": "abc"}, "is not a number"),
         ({"GITHUB_TOKEN": "", "GITHUB_APP_ID": "123"}, "has no private key"),
     ],
-    ids=["no-repo", "repo-no-owner", "repo-too-deep", "long-event-type", "no-credentials",
-         "api-url-without-scheme", "negative-age", "word-age", "app-id-word", "app-no-key"],
+    ids=[
+        "no-repo",
+        "repo-no-owner",
+        "repo-too-deep",
+        "long-event-type",
+        "no-credentials",
+        "api-url-without-scheme",
+        "negative-age",
+        "word-age",
+        "app-id-word",
+        "app-no-key",
+    ],
 )
 def test_invalid_environment_is_rejected(changes: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError) as caught:
@@ -111,19 +127,31 @@ def test_dry_run_needs_no_github_credentials() -> None:
 def test_github_app_settings(tmp_path: Path) -> None:
     key = tmp_path / "app.pem"
     key.write_text("-----BEGIN PRIVATE KEY-----\nabc\n-----END PRIVATE KEY-----\n")
-    env = dict(BASE_ENV, GITHUB_TOKEN="", GITHUB_APP_ID="123",
-               GITHUB_APP_PRIVATE_KEY_FILE=str(key), GITHUB_APP_INSTALLATION_ID="99")
+    env = dict(
+        BASE_ENV,
+        GITHUB_TOKEN="",
+        GITHUB_APP_ID="123",
+        GITHUB_APP_PRIVATE_KEY_FILE=str(key),
+        GITHUB_APP_INSTALLATION_ID="99",
+    )
     github = load_settings(env).routes["default"].github
     assert github is not None
     assert github.kind == "app"
     assert github.app_id == "123"
     assert github.installation_id == "99"
-    assert github.app_private_key is not None and "BEGIN PRIVATE KEY" in github.app_private_key
+    assert (
+        github.app_private_key is not None
+        and "BEGIN PRIVATE KEY" in github.app_private_key
+    )
 
 
 def test_github_app_key_with_literal_newlines() -> None:
-    env = dict(BASE_ENV, GITHUB_TOKEN="", GITHUB_APP_ID="123",
-               GITHUB_APP_PRIVATE_KEY="-----BEGIN RSA PRIVATE KEY-----\\nabc\\n-----END RSA PRIVATE KEY-----")
+    env = dict(
+        BASE_ENV,
+        GITHUB_TOKEN="",
+        GITHUB_APP_ID="123",
+        GITHUB_APP_PRIVATE_KEY="-----BEGIN RSA PRIVATE KEY-----\\nabc\\n-----END RSA PRIVATE KEY-----",
+    )
     github = load_settings(env).routes["default"].github
     assert github is not None and github.app_private_key is not None
     assert github.app_private_key.count("\n") == 2
@@ -161,9 +189,13 @@ def write_routes(tmp_path: Path, text: str = ROUTES_YAML) -> Path:
 
 
 def test_yaml_describes_several_routes(tmp_path: Path) -> None:
-    env = {"RELAY_CONFIG": str(write_routes(tmp_path)), "IOS_SECRET": "ios-secret-value",
-           "WATCH_OLD": "watch-old-value", "WATCH_TOKEN": "watch-token",
-           "GITHUB_TOKEN": "shared-token"}
+    env = {
+        "RELAY_CONFIG": str(write_routes(tmp_path)),
+        "IOS_SECRET": "ios-secret-value",
+        "WATCH_OLD": "watch-old-value",
+        "WATCH_TOKEN": "watch-token",
+        "GITHUB_TOKEN": "shared-token",
+    }
     settings = load_settings(env)
     assert settings.database == "/tmp/relay-from-yaml.db"
     ios, watch = settings.routes["default"], settings.routes["watch-app"]
@@ -174,7 +206,9 @@ def test_yaml_describes_several_routes(tmp_path: Path) -> None:
     assert watch.secrets == (b"watch-secret-value", b"watch-old-value")
     assert watch.github is not None and watch.github.token == "watch-token"
     assert watch.event_type == "watch-release"
-    assert watch.events == frozenset({"buildUploadStateUpdated", "appStoreVersionAppVersionStateUpdated"})
+    assert watch.events == frozenset(
+        {"buildUploadStateUpdated", "appStoreVersionAppVersionStateUpdated"}
+    )
     assert watch.states == frozenset({"COMPLETE", "READY_FOR_DISTRIBUTION"})
     assert watch.accepts("buildUploadStateUpdated", "COMPLETE")
     assert not watch.accepts("buildUploadStateUpdated", "FAILED")
@@ -182,8 +216,13 @@ def test_yaml_describes_several_routes(tmp_path: Path) -> None:
 
 
 def test_relay_database_variable_overrides_yaml(tmp_path: Path) -> None:
-    env = {"RELAY_CONFIG": str(write_routes(tmp_path)), "IOS_SECRET": "ios-secret-value",
-           "WATCH_TOKEN": "t", "GITHUB_TOKEN": "t", "RELAY_DATABASE": "/tmp/other.db"}
+    env = {
+        "RELAY_CONFIG": str(write_routes(tmp_path)),
+        "IOS_SECRET": "ios-secret-value",
+        "WATCH_TOKEN": "t",
+        "GITHUB_TOKEN": "t",
+        "RELAY_DATABASE": "/tmp/other.db",
+    }
     assert load_settings(env).database == "/tmp/other.db"
 
 
@@ -193,26 +232,53 @@ def test_relay_database_variable_overrides_yaml(tmp_path: Path) -> None:
         ("routes: [a, b]", "'routes' must be a mapping"),
         ("routes: {}", "'routes' must be a mapping"),
         ("- just\n- a list", "must hold a mapping"),
-        ("routes:\n  a: {repository: o/r, secret_env: S}\nextra: 1", "unknown key 'extra'"),
-        ("routes:\n  'bad name': {repository: o/r, secret_env: S}", "route name 'bad name' is invalid"),
-        ("routes:\n  a: {repository: o/r, secret_env: S, secert: x}", "unknown key 'secert'"),
+        (
+            "routes:\n  a: {repository: o/r, secret_env: S}\nextra: 1",
+            "unknown key 'extra'",
+        ),
+        (
+            "routes:\n  'bad name': {repository: o/r, secret_env: S}",
+            "route name 'bad name' is invalid",
+        ),
+        (
+            "routes:\n  a: {repository: o/r, secret_env: S, secert: x}",
+            "unknown key 'secert'",
+        ),
         ("routes:\n  a: {repository: o/r}", "no webhook secret"),
         ("routes:\n  a: {repository: o/r, secret_env: MISSING}", "set MISSING"),
-        ("routes:\n  a: {repository: nope, secret_env: S}", "routes.a.repository 'nope'"),
-        ("routes:\n  a: {repository: o/r, secret_env: S, events: buildUploadStateUpdated}",
-         "must be a list"),
+        (
+            "routes:\n  a: {repository: nope, secret_env: S}",
+            "routes.a.repository 'nope'",
+        ),
+        (
+            "routes:\n  a: {repository: o/r, secret_env: S, events: buildUploadStateUpdated}",
+            "must be a list",
+        ),
         ("routes:\n  a: [1, 2]", "must be a mapping"),
         ("routes:\n  a: {repository: o/r\n", "not valid YAML at line"),
     ],
-    ids=["routes-list", "routes-empty", "top-list", "unknown-top", "bad-route-name",
-         "typo-key", "no-secret-key", "secret-env-unset", "bad-repository", "events-string",
-         "route-list", "syntax"],
+    ids=[
+        "routes-list",
+        "routes-empty",
+        "top-list",
+        "unknown-top",
+        "bad-route-name",
+        "typo-key",
+        "no-secret-key",
+        "secret-env-unset",
+        "bad-repository",
+        "events-string",
+        "route-list",
+        "syntax",
+    ],
 )
 def test_invalid_yaml_is_rejected(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "relay.yml"
     path.write_text(text)
     with pytest.raises(ConfigError) as caught:
-        load_settings({"RELAY_CONFIG": str(path), "S": "secret-value-1", "GITHUB_TOKEN": "t"})
+        load_settings(
+            {"RELAY_CONFIG": str(path), "S": "secret-value-1", "GITHUB_TOKEN": "t"}
+        )
     assert message in str(caught.value)
 
 

@@ -31,24 +31,33 @@ class Clock:
 def record(store: Store, body: bytes, route: str = "default") -> int:
     event, _ = parse_event(body)
     delivery = NewDelivery(
-        route=route, dedupe_key=dedupe_key(event, body), body=body, state="pending",
-        event_id=event.id, event_type=event.type,
+        route=route,
+        dedupe_key=dedupe_key(event, body),
+        body=body,
+        state="pending",
+        event_id=event.id,
+        event_type=event.type,
         resource_type=event.resource.type if event.resource else None,
         resource_id=event.resource.id if event.resource else None,
         resource_url=event.resource.url if event.resource else None,
-        old_state=event.old_state, new_state=event.new_state,
-        event_timestamp=event.timestamp, request_uuid="req-1",
+        old_state=event.old_state,
+        new_state=event.new_state,
+        event_timestamp=event.timestamp,
+        request_uuid="req-1",
     )
     return store.record(delivery).id
 
 
-def dispatcher_for(store: Store, github: GitHubStandIn, clock: Clock | None = None,
-                   **changes: Any) -> Dispatcher:
+def dispatcher_for(
+    store: Store, github: GitHubStandIn, clock: Clock | None = None, **changes: Any
+) -> Dispatcher:
     settings = make_settings(store.path, github_api_url=github.url, **changes)
     return Dispatcher(settings, store, clock=clock or time.time)
 
 
-def test_dispatch_sends_payload_and_marks_dispatched(store: Store, github: GitHubStandIn) -> None:
+def test_dispatch_sends_payload_and_marks_dispatched(
+    store: Store, github: GitHubStandIn
+) -> None:
     body = load_sample("build-upload-complete")
     delivery = record(store, body)
     assert dispatcher_for(store, github).run_once() is True
@@ -75,27 +84,37 @@ def test_dispatch_sends_payload_and_marks_dispatched(store: Store, github: GitHu
     assert json.loads(row["dispatched_payload"]) == payload
 
 
-def test_dispatch_returns_false_when_nothing_due(store: Store, github: GitHubStandIn) -> None:
+def test_dispatch_returns_false_when_nothing_due(
+    store: Store, github: GitHubStandIn
+) -> None:
     assert dispatcher_for(store, github).run_once() is False
 
 
-def test_dispatch_includes_history_of_same_resource(store: Store, github: GitHubStandIn) -> None:
-    for name in ("app-version-waiting-for-review", "app-version-in-review",
-                 "app-version-pending-developer-release"):
+def test_dispatch_includes_history_of_same_resource(
+    store: Store, github: GitHubStandIn
+) -> None:
+    for name in (
+        "app-version-waiting-for-review",
+        "app-version-in-review",
+        "app-version-pending-developer-release",
+    ):
         record(store, with_fresh_id(load_sample(name)))
     dispatcher = dispatcher_for(store, github)
     while dispatcher.run_once():
         pass
     last = github.dispatches[-1].client_payload
     assert [entry["new_state"] for entry in last["relay"]["history"]] == [
-        "WAITING_FOR_REVIEW", "IN_REVIEW",
+        "WAITING_FOR_REVIEW",
+        "IN_REVIEW",
     ]
     assert last["relay"]["history"][0]["timestamp"] == "2025-12-18T03:41:21.179Z"
 
 
 def test_dispatch_keeps_order_of_receipt(store: Store, github: GitHubStandIn) -> None:
-    ids = [record(store, with_fresh_id(load_sample("webhook-ping-created"), f"e{i}"))
-           for i in range(5)]
+    ids = [
+        record(store, with_fresh_id(load_sample("webhook-ping-created"), f"e{i}"))
+        for i in range(5)
+    ]
     dispatcher = dispatcher_for(store, github)
     while dispatcher.run_once():
         pass
@@ -111,15 +130,27 @@ def test_dispatch_keeps_order_of_receipt(store: Store, github: GitHubStandIn) ->
         (Scripted(429, {"message": "Too Many Requests"}, {"Retry-After": "30"}), 30.0),
         (Scripted(403, {"message": SECONDARY_LIMIT_MESSAGE, "status": "403"}), 60.0),
         (
-            Scripted(403, {"message": "API rate limit exceeded", "status": "403"},
-                     {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "{reset}"}),
+            Scripted(
+                403,
+                {"message": "API rate limit exceeded", "status": "403"},
+                {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "{reset}"},
+            ),
             120.0,
         ),
     ],
-    ids=["502", "503-retry-after", "429-retry-after", "secondary-limit", "primary-limit"],
+    ids=[
+        "502",
+        "503-retry-after",
+        "429-retry-after",
+        "secondary-limit",
+        "primary-limit",
+    ],
 )
 def test_dispatch_retries_transient_failures(
-    store: Store, github: GitHubStandIn, scripted: Scripted, expected_delay: float | None
+    store: Store,
+    github: GitHubStandIn,
+    scripted: Scripted,
+    expected_delay: float | None,
 ) -> None:
     clock = Clock()
     if "x-ratelimit-reset" in scripted.headers:
@@ -145,7 +176,9 @@ def test_dispatch_retries_transient_failures(
     assert len(github.dispatches) == 1
 
 
-def test_dispatch_backoff_grows_and_is_capped(store: Store, github: GitHubStandIn) -> None:
+def test_dispatch_backoff_grows_and_is_capped(
+    store: Store, github: GitHubStandIn
+) -> None:
     clock = Clock()
     delivery = record(store, load_sample("webhook-ping-created"))
     dispatcher = dispatcher_for(store, github, clock)
@@ -169,7 +202,11 @@ def test_dispatch_backoff_grows_and_is_capped(store: Store, github: GitHubStandI
     ids=["401", "404"],
 )
 def test_dispatch_stops_at_once_on_auth_or_name_errors(
-    store: Store, github: GitHubStandIn, repository: str, token: str, hint: str,
+    store: Store,
+    github: GitHubStandIn,
+    repository: str,
+    token: str,
+    hint: str,
     caplog: Any,
 ) -> None:
     route = make_route(repository=repository, github=GitHubAuth(token=token))
@@ -186,7 +223,9 @@ def test_dispatch_stops_at_once_on_auth_or_name_errors(
 
 
 def test_dispatch_stops_on_422(store: Store, github: GitHubStandIn) -> None:
-    github.fail_next(Scripted(422, {"message": "Invalid request.\n\nclient_payload is too large"}))
+    github.fail_next(
+        Scripted(422, {"message": "Invalid request.\n\nclient_payload is too large"})
+    )
     delivery = record(store, load_sample("webhook-ping-created"))
     dispatcher_for(store, github).run_once()
     row = store.get(delivery)
@@ -195,7 +234,9 @@ def test_dispatch_stops_on_422(store: Store, github: GitHubStandIn) -> None:
 
 
 def test_dispatch_stops_on_plain_403(store: Store, github: GitHubStandIn) -> None:
-    github.fail_next(Scripted(403, {"message": "Resource not accessible by personal access token"}))
+    github.fail_next(
+        Scripted(403, {"message": "Resource not accessible by personal access token"})
+    )
     delivery = record(store, load_sample("webhook-ping-created"))
     dispatcher_for(store, github).run_once()
     row = store.get(delivery)
@@ -234,7 +275,9 @@ def test_dispatch_dry_run_records_payload_without_calling(
     assert github.requests == []
 
 
-def test_dispatch_marks_recovered_delivery_maybe_sent(store: Store, github: GitHubStandIn) -> None:
+def test_dispatch_marks_recovered_delivery_maybe_sent(
+    store: Store, github: GitHubStandIn
+) -> None:
     delivery = record(store, load_sample("webhook-ping-created"))
     assert store.claim_next() is not None
     assert store.recover_in_flight() == 1
@@ -243,7 +286,9 @@ def test_dispatch_marks_recovered_delivery_maybe_sent(store: Store, github: GitH
     assert store.get(delivery)["state"] == "dispatched"
 
 
-def test_dispatch_fails_delivery_of_removed_route(store: Store, github: GitHubStandIn) -> None:
+def test_dispatch_fails_delivery_of_removed_route(
+    store: Store, github: GitHubStandIn
+) -> None:
     delivery = record(store, load_sample("webhook-ping-created"), route="gone")
     dispatcher_for(store, github).run_once()
     row = store.get(delivery)
@@ -258,7 +303,9 @@ def test_second_dispatcher_waits_for_lock(store: Store, github: GitHubStandIn) -
     assert second.acquire_lock(wait=False) is False
 
 
-def test_dispatcher_thread_heartbeat_and_stop(store: Store, github: GitHubStandIn) -> None:
+def test_dispatcher_thread_heartbeat_and_stop(
+    store: Store, github: GitHubStandIn
+) -> None:
     record(store, load_sample("webhook-ping-created"))
     dispatcher = dispatcher_for(store, github)
     thread = dispatcher.start()
@@ -282,14 +329,17 @@ def app_key() -> rsa.RSAPrivateKey:
 
 def app_standin(key: rsa.RSAPrivateKey) -> GitHubStandIn:
     return GitHubStandIn(
-        tokens=set(), repositories={REPOSITORY}, app_id="12345",
+        tokens=set(),
+        repositories={REPOSITORY},
+        app_id="12345",
         app_public_key=key.public_key(),
     ).start()
 
 
 def pem(key: rsa.RSAPrivateKey) -> str:
     return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     ).decode()
 
@@ -299,7 +349,9 @@ def test_app_auth_finds_installation_and_caches_token(
 ) -> None:
     standin = app_standin(app_key)
     try:
-        route = make_route(github=GitHubAuth(app_id="12345", app_private_key=pem(app_key)))
+        route = make_route(
+            github=GitHubAuth(app_id="12345", app_private_key=pem(app_key))
+        )
         client = GitHubClient(standin.url, route)
         first = client.dispatch("asc-webhook", {"id": "1"})
         second = client.dispatch("asc-webhook", {"id": "2"})
@@ -317,7 +369,9 @@ def test_app_auth_renews_token_near_expiry(app_key: rsa.RSAPrivateKey) -> None:
     clock = Clock()
     try:
         route = make_route(
-            github=GitHubAuth(app_id="12345", app_private_key=pem(app_key), installation_id="4242")
+            github=GitHubAuth(
+                app_id="12345", app_private_key=pem(app_key), installation_id="4242"
+            )
         )
         client = GitHubClient(standin.url, route, clock=clock)
         client.dispatch("asc-webhook", {"id": "1"})
@@ -332,7 +386,9 @@ def test_app_auth_renews_token_near_expiry(app_key: rsa.RSAPrivateKey) -> None:
 def test_app_auth_renews_token_once_on_401(app_key: rsa.RSAPrivateKey) -> None:
     standin = app_standin(app_key)
     try:
-        route = make_route(github=GitHubAuth(app_id="12345", app_private_key=pem(app_key)))
+        route = make_route(
+            github=GitHubAuth(app_id="12345", app_private_key=pem(app_key))
+        )
         client = GitHubClient(standin.url, route)
         client.dispatch("asc-webhook", {"id": "1"})
         standin.tokens.clear()  # the installation token is revoked
@@ -347,7 +403,9 @@ def test_app_auth_wrong_key_is_fatal(app_key: rsa.RSAPrivateKey) -> None:
     standin = app_standin(app_key)
     other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     try:
-        route = make_route(github=GitHubAuth(app_id="12345", app_private_key=pem(other)))
+        route = make_route(
+            github=GitHubAuth(app_id="12345", app_private_key=pem(other))
+        )
         result = GitHubClient(standin.url, route).dispatch("asc-webhook", {})
     finally:
         standin.stop()

@@ -12,9 +12,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -23,84 +21,8 @@ import requests
 from relay.samples import load_sample, with_fresh_id
 from relay.signatures import sign
 from tests.relay.conftest import REPOSITORY, SECRET, TOKEN
+from tests.relay.live import REPO_ROOT, Relay, free_port, start_relay, wait_for
 from tests.standins.github import GitHubStandIn
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@dataclass
-class Relay:
-    process: subprocess.Popen[bytes]
-    url: str
-    database: str
-    log: Path
-
-    def post(self, body: bytes, path: str = "/webhook", **kwargs: object) -> requests.Response:
-        headers = {"content-type": "application/json", "x-apple-signature": sign(SECRET, body)}
-        return requests.post(self.url + path, data=body, headers=headers, timeout=10, **kwargs)  # type: ignore[arg-type]
-
-    def kill_group(self) -> None:
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-
-def start_relay(tmp_path: Path, github: GitHubStandIn, database: str, *extra: str) -> Relay:
-    port = free_port()
-    log = tmp_path / f"relay-{port}.log"
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "PYTHONPATH": str(REPO_ROOT),
-        "ASC_WEBHOOK_SECRET": SECRET,
-        "GITHUB_TOKEN": TOKEN,
-        "GITHUB_REPOSITORY": REPOSITORY,
-        "GITHUB_API_URL": github.url,
-        "RELAY_DATABASE": database,
-    }
-    with open(log, "ab") as handle:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "relay.cli", "serve", "--port", str(port), *extra],
-            env=env, stdout=handle, stderr=handle, start_new_session=True, cwd=REPO_ROOT,
-        )
-    relay = Relay(process, f"http://127.0.0.1:{port}", database, log)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"relay exited early:\n{log.read_text()}")
-        try:
-            if requests.get(relay.url + "/readyz", timeout=1).status_code == 200:
-                return relay
-        except requests.RequestException:
-            pass
-        time.sleep(0.05)
-    relay.kill_group()
-    raise AssertionError(f"relay did not become ready:\n{log.read_text()}")
-
-
-def wait_for(condition: object, timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return True
-        time.sleep(0.02)
-    return False
-
-
-@pytest.fixture
-def relay(tmp_path: Path, github: GitHubStandIn) -> Iterator[Relay]:
-    running = start_relay(tmp_path, github, str(tmp_path / "relay.db"))
-    yield running
-    if running.process.poll() is None:
-        running.process.send_signal(signal.SIGTERM)
-        try:
-            running.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            running.kill_group()
 
 
 def test_serve_dispatches_signed_delivery_within_seconds(
@@ -119,7 +41,9 @@ def test_serve_dispatches_signed_delivery_within_seconds(
     assert github.dispatches[0].event_type == "asc-webhook"
 
 
-def test_serve_rejects_unsigned_and_never_dispatches(relay: Relay, github: GitHubStandIn) -> None:
+def test_serve_rejects_unsigned_and_never_dispatches(
+    relay: Relay, github: GitHubStandIn
+) -> None:
     body = load_sample("build-upload-complete")
     response = requests.post(relay.url + "/webhook", data=body, timeout=10)
     assert response.status_code == 401
@@ -127,7 +51,9 @@ def test_serve_rejects_unsigned_and_never_dispatches(relay: Relay, github: GitHu
     assert github.dispatches == []
 
 
-def test_serve_concurrent_repeats_dispatch_once(relay: Relay, github: GitHubStandIn) -> None:
+def test_serve_concurrent_repeats_dispatch_once(
+    relay: Relay, github: GitHubStandIn
+) -> None:
     body = with_fresh_id(load_sample("build-upload-complete"), "same-event")
     barrier = threading.Barrier(16)
 
@@ -196,12 +122,21 @@ def test_serve_sigterm_stops_cleanly(tmp_path: Path, github: GitHubStandIn) -> N
 
 
 def test_serve_refuses_to_start_without_secret(tmp_path: Path) -> None:
-    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO_ROOT),
-           "GITHUB_TOKEN": TOKEN, "GITHUB_REPOSITORY": REPOSITORY,
-           "RELAY_DATABASE": str(tmp_path / "x.db")}
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": str(REPO_ROOT),
+        "GITHUB_TOKEN": TOKEN,
+        "GITHUB_REPOSITORY": REPOSITORY,
+        "RELAY_DATABASE": str(tmp_path / "x.db"),
+    }
     result = subprocess.run(
         [sys.executable, "-m", "relay.cli", "serve", "--port", str(free_port())],
-        env=env, capture_output=True, text=True, timeout=30, cwd=REPO_ROOT,
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=REPO_ROOT,
     )
     assert result.returncode == 2
     assert "no webhook secret" in result.stderr
@@ -213,7 +148,9 @@ def test_serve_killed_mid_stream_dispatches_every_accepted_delivery(
     tmp_path: Path,
 ) -> None:
     # A slow GitHub keeps dispatches in flight when the kill lands.
-    github = GitHubStandIn(tokens={TOKEN}, repositories={REPOSITORY}, latency=0.02).start()
+    github = GitHubStandIn(
+        tokens={TOKEN}, repositories={REPOSITORY}, latency=0.02
+    ).start()
     database = str(tmp_path / "relay.db")
     relay = start_relay(tmp_path, github, database)
     accepted: list[str] = []
@@ -228,7 +165,9 @@ def test_serve_killed_mid_stream_dispatches_every_accepted_delivery(
             body = with_fresh_id(load_sample("webhook-ping-created"), event_id)
             try:
                 response = session.post(
-                    relay.url + "/webhook", data=body, timeout=5,
+                    relay.url + "/webhook",
+                    data=body,
+                    timeout=5,
                     headers={"x-apple-signature": sign(SECRET, body)},
                 )
             except requests.RequestException:
@@ -239,7 +178,9 @@ def test_serve_killed_mid_stream_dispatches_every_accepted_delivery(
     poster = threading.Thread(target=post_until_killed)
     poster.start()
     try:
-        assert wait_for(lambda: len(github.dispatches) >= 20 and len(accepted) >= 40, timeout=20)
+        assert wait_for(
+            lambda: len(github.dispatches) >= 20 and len(accepted) >= 40, timeout=20
+        )
         relay.kill_group()
         stop.set()
         poster.join(timeout=10)
@@ -248,7 +189,9 @@ def test_serve_killed_mid_stream_dispatches_every_accepted_delivery(
 
         restarted = start_relay(tmp_path, github, database)
         try:
-            assert wait_for(lambda: set(accepted) <= set(github.dispatched_ids()), timeout=30)
+            assert wait_for(
+                lambda: set(accepted) <= set(github.dispatched_ids()), timeout=30
+            )
             time.sleep(0.3)
         finally:
             restarted.process.send_signal(signal.SIGTERM)
@@ -264,11 +207,15 @@ def test_serve_killed_mid_stream_dispatches_every_accepted_delivery(
     assert len(repeated) <= 1
     for item in github.dispatches:
         if item.client_payload["id"] in repeated and item.at > min(
-            other.at for other in github.dispatches if other.client_payload["id"] in repeated
+            other.at
+            for other in github.dispatches
+            if other.client_payload["id"] in repeated
         ):
             assert item.client_payload["relay"]["maybe_sent"] is True
     db = sqlite3.connect(database)
-    states = dict(db.execute("SELECT state, COUNT(*) FROM deliveries GROUP BY state").fetchall())
+    states = dict(
+        db.execute("SELECT state, COUNT(*) FROM deliveries GROUP BY state").fetchall()
+    )
     db.close()
     assert states == {"dispatched": len(counts)}
     assert set(counts) >= set(accepted)

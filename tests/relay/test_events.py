@@ -20,25 +20,38 @@ STATE_SAMPLES = {
     "build-upload-complete": ("buildUploadStateUpdated", "PROCESSING", "COMPLETE"),
     "build-upload-failed": ("buildUploadStateUpdated", "PROCESSING", "FAILED"),
     "app-version-prepare-for-submission": (
-        "appStoreVersionAppVersionStateUpdated", "DEVELOPER_REJECTED", "PREPARE_FOR_SUBMISSION",
+        "appStoreVersionAppVersionStateUpdated",
+        "DEVELOPER_REJECTED",
+        "PREPARE_FOR_SUBMISSION",
     ),
     "app-version-ready-for-review": (
-        "appStoreVersionAppVersionStateUpdated", "PREPARE_FOR_SUBMISSION", "READY_FOR_REVIEW",
+        "appStoreVersionAppVersionStateUpdated",
+        "PREPARE_FOR_SUBMISSION",
+        "READY_FOR_REVIEW",
     ),
     "app-version-waiting-for-review": (
-        "appStoreVersionAppVersionStateUpdated", "READY_FOR_REVIEW", "WAITING_FOR_REVIEW",
+        "appStoreVersionAppVersionStateUpdated",
+        "READY_FOR_REVIEW",
+        "WAITING_FOR_REVIEW",
     ),
     "app-version-developer-rejected": (
-        "appStoreVersionAppVersionStateUpdated", "WAITING_FOR_REVIEW", "DEVELOPER_REJECTED",
+        "appStoreVersionAppVersionStateUpdated",
+        "WAITING_FOR_REVIEW",
+        "DEVELOPER_REJECTED",
     ),
     "app-version-in-review": (
-        "appStoreVersionAppVersionStateUpdated", "WAITING_FOR_REVIEW", "IN_REVIEW",
+        "appStoreVersionAppVersionStateUpdated",
+        "WAITING_FOR_REVIEW",
+        "IN_REVIEW",
     ),
     "app-version-pending-developer-release": (
-        "appStoreVersionAppVersionStateUpdated", "IN_REVIEW", "PENDING_DEVELOPER_RELEASE",
+        "appStoreVersionAppVersionStateUpdated",
+        "IN_REVIEW",
+        "PENDING_DEVELOPER_RELEASE",
     ),
     "app-version-ready-for-distribution": (
-        "appStoreVersionAppVersionStateUpdated", "PENDING_DEVELOPER_RELEASE",
+        "appStoreVersionAppVersionStateUpdated",
+        "PENDING_DEVELOPER_RELEASE",
         "READY_FOR_DISTRIBUTION",
     ),
 }
@@ -76,73 +89,134 @@ def test_parse_event_build_upload_has_no_timestamp() -> None:
 
 
 def test_parse_event_reads_external_beta_state() -> None:
-    body = json.dumps({"data": {
-        "type": "buildBetaDetailExternalBuildStateUpdated", "id": "4a9eacca", "version": 1,
-        "attributes": {"newExternalBuildState": "BETA_APPROVED",
-                       "oldExternalBuildState": "IN_BETA_REVIEW",
-                       "timestamp": "2025-04-16T05:00:52.745Z"},
-        "relationships": {"instance": {"data": {"type": "buildBetaDetails", "id": "ad7e"}}},
-    }}).encode()
+    body = json.dumps(
+        {
+            "data": {
+                "type": "buildBetaDetailExternalBuildStateUpdated",
+                "id": "4a9eacca",
+                "version": 1,
+                "attributes": {
+                    "newExternalBuildState": "BETA_APPROVED",
+                    "oldExternalBuildState": "IN_BETA_REVIEW",
+                    "timestamp": "2025-04-16T05:00:52.745Z",
+                },
+                "relationships": {
+                    "instance": {"data": {"type": "buildBetaDetails", "id": "ad7e"}}
+                },
+            }
+        }
+    ).encode()
     event, _ = parse_event(body)
     assert (event.old_state, event.new_state) == ("IN_BETA_REVIEW", "BETA_APPROVED")
     assert event.resource == Resource(
-        "buildBetaDetails", "ad7e", "https://api.appstoreconnect.apple.com/v1/buildBetaDetails/ad7e"
+        "buildBetaDetails",
+        "ad7e",
+        "https://api.appstoreconnect.apple.com/v1/buildBetaDetails/ad7e",
     )
 
 
 def test_parse_event_reads_background_asset_form_without_data_wrapper() -> None:
-    body = json.dumps({"data": {
-        "type": "backgroundAssetVersionStateUpdated", "id": "e1",
-        "attributes": {"timestamp": "2025-07-10T22:35:02.541411Z",
-                       "newState": "FAILED", "oldState": "PROCESSING"},
-        "relationships": {"instance": {
-            "id": "7012", "type": "backgroundAssetVersions",
-            "links": {"self": "https://api.appstoreconnect.apple.com/v1/backgroundAssetVersions/7012"},
-        }},
-    }}).encode()
+    body = json.dumps(
+        {
+            "data": {
+                "type": "backgroundAssetVersionStateUpdated",
+                "id": "e1",
+                "attributes": {
+                    "timestamp": "2025-07-10T22:35:02.541411Z",
+                    "newState": "FAILED",
+                    "oldState": "PROCESSING",
+                },
+                "relationships": {
+                    "instance": {
+                        "id": "7012",
+                        "type": "backgroundAssetVersions",
+                        "links": {
+                            "self": "https://api.appstoreconnect.apple.com/v1/backgroundAssetVersions/7012"
+                        },
+                    }
+                },
+            }
+        }
+    ).encode()
     event, _ = parse_event(body)
     assert event.resource == Resource(
-        "backgroundAssetVersions", "7012",
+        "backgroundAssetVersions",
+        "7012",
         "https://api.appstoreconnect.apple.com/v1/backgroundAssetVersions/7012",
     )
     assert event.new_state == "FAILED"
 
 
 def test_parse_event_falls_back_to_other_relationship() -> None:
-    body = json.dumps({"data": {
-        "type": "alternativeDistributionTerritoryAvailabilityUpdated", "id": "e2",
-        "attributes": {"available": True, "territories": ["FRA"], "appId": "123"},
-        "relationships": {"marketplaceApp": {"data": {"type": "apps", "id": "123"}}},
-    }}).encode()
+    body = json.dumps(
+        {
+            "data": {
+                "type": "alternativeDistributionTerritoryAvailabilityUpdated",
+                "id": "e2",
+                "attributes": {
+                    "available": True,
+                    "territories": ["FRA"],
+                    "appId": "123",
+                },
+                "relationships": {
+                    "marketplaceApp": {"data": {"type": "apps", "id": "123"}}
+                },
+            }
+        }
+    ).encode()
     event, _ = parse_event(body)
     assert event.resource is not None
     assert event.resource.type == "apps"
 
 
 def test_parse_event_builds_url_when_links_missing() -> None:
-    body = json.dumps({"data": {
-        "type": "appStoreVersionAppVersionStateUpdated", "id": "e3",
-        "attributes": {"newValue": "READY_FOR_REVIEW", "oldValue": "PREPARE_FOR_SUBMISSION"},
-        "relationships": {"instance": {"data": {"type": "appStoreVersions", "id": "a/b"}}},
-    }}).encode()
+    body = json.dumps(
+        {
+            "data": {
+                "type": "appStoreVersionAppVersionStateUpdated",
+                "id": "e3",
+                "attributes": {
+                    "newValue": "READY_FOR_REVIEW",
+                    "oldValue": "PREPARE_FOR_SUBMISSION",
+                },
+                "relationships": {
+                    "instance": {"data": {"type": "appStoreVersions", "id": "a/b"}}
+                },
+            }
+        }
+    ).encode()
     event, _ = parse_event(body)
     assert event.resource is not None
-    assert event.resource.url == "https://api.appstoreconnect.apple.com/v1/appStoreVersions/a%2Fb"
+    assert (
+        event.resource.url
+        == "https://api.appstoreconnect.apple.com/v1/appStoreVersions/a%2Fb"
+    )
 
 
 def test_parse_event_ignores_non_https_self_link() -> None:
-    body = json.dumps({"data": {
-        "type": "x", "id": "e4",
-        "relationships": {"instance": {"data": {"type": "builds", "id": "9"},
-                                       "links": {"self": "javascript:alert(1)"}}},
-    }}).encode()
+    body = json.dumps(
+        {
+            "data": {
+                "type": "x",
+                "id": "e4",
+                "relationships": {
+                    "instance": {
+                        "data": {"type": "builds", "id": "9"},
+                        "links": {"self": "javascript:alert(1)"},
+                    }
+                },
+            }
+        }
+    ).encode()
     event, _ = parse_event(body)
     assert event.resource is not None
     assert event.resource.url == "https://api.appstoreconnect.apple.com/v1/builds/9"
 
 
 def test_parse_event_accepts_unknown_event_type() -> None:
-    event, _ = parse_event(b'{"data": {"type": "somethingAppleAddsIn2027", "id": "n1"}}')
+    event, _ = parse_event(
+        b'{"data": {"type": "somethingAppleAddsIn2027", "id": "n1"}}'
+    )
     assert event.type == "somethingAppleAddsIn2027"
 
 
@@ -161,8 +235,19 @@ def test_parse_event_accepts_unknown_event_type() -> None:
         (b'{"data": {"type": "  "}}', "no data.type"),
         (b"[" * 100_000 + b"]" * 100_000, "not valid JSON"),
     ],
-    ids=["empty", "truncated", "binary", "array", "string", "no-data", "data-list",
-         "no-type", "numeric-type", "blank-type", "deep-nesting"],
+    ids=[
+        "empty",
+        "truncated",
+        "binary",
+        "array",
+        "string",
+        "no-data",
+        "data-list",
+        "no-type",
+        "numeric-type",
+        "blank-type",
+        "deep-nesting",
+    ],
 )
 def test_parse_event_rejects(body: bytes, reason: str) -> None:
     with pytest.raises(InvalidPayload) as caught:
@@ -192,9 +277,13 @@ def test_dedupe_key_hashes_body_without_id() -> None:
 
 def _event() -> Event:
     return Event(
-        type="appStoreVersionAppVersionStateUpdated", id="e1", old_state="IN_REVIEW",
+        type="appStoreVersionAppVersionStateUpdated",
+        id="e1",
+        old_state="IN_REVIEW",
         new_state="PENDING_DEVELOPER_RELEASE",
-        resource=Resource("appStoreVersions", "v1", "https://example.test/v1/appStoreVersions/v1"),
+        resource=Resource(
+            "appStoreVersions", "v1", "https://example.test/v1/appStoreVersions/v1"
+        ),
         timestamp="2025-12-18T22:34:18.785Z",
     )
 
@@ -202,19 +291,32 @@ def _event() -> Event:
 def test_build_client_payload_has_documented_keys() -> None:
     document = {"data": {"type": "x"}}
     payload = build_client_payload(
-        _event(), route="default",
+        _event(),
+        route="default",
         relay={"received_at": "2026-01-01T00:00:00.000Z", "request_uuid": "u"},
-        history=[{"event": "x", "old_state": "A", "new_state": "B"}], document=document,
+        history=[{"event": "x", "old_state": "A", "new_state": "B"}],
+        document=document,
     )
     assert set(payload) == {
-        "event", "id", "old_state", "new_state", "resource", "timestamp", "route", "relay",
+        "event",
+        "id",
+        "old_state",
+        "new_state",
+        "resource",
+        "timestamp",
+        "route",
+        "relay",
         "payload",
     }
     assert len(payload) <= 10
     assert payload["resource"] == {
-        "type": "appStoreVersions", "id": "v1", "url": "https://example.test/v1/appStoreVersions/v1",
+        "type": "appStoreVersions",
+        "id": "v1",
+        "url": "https://example.test/v1/appStoreVersions/v1",
     }
-    assert payload["relay"]["history"] == [{"event": "x", "old_state": "A", "new_state": "B"}]
+    assert payload["relay"]["history"] == [
+        {"event": "x", "old_state": "A", "new_state": "B"}
+    ]
     assert payload["payload"] == document
     assert "truncated" not in payload["relay"]
 
@@ -222,7 +324,11 @@ def test_build_client_payload_has_documented_keys() -> None:
 def test_build_client_payload_drops_body_first() -> None:
     document = {"data": {"type": "x", "attributes": {"blob": "x" * 70_000}}}
     payload = build_client_payload(
-        _event(), route="default", relay={}, history=[{"event": "old"}], document=document,
+        _event(),
+        route="default",
+        relay={},
+        history=[{"event": "old"}],
+        document=document,
     )
     assert "payload" not in payload
     assert payload["relay"]["truncated"] == ["payload"]
@@ -233,7 +339,11 @@ def test_build_client_payload_drops_body_first() -> None:
 def test_build_client_payload_drops_oldest_history_next() -> None:
     history = [{"event": f"entry-{index}", "note": "n" * 1000} for index in range(100)]
     payload = build_client_payload(
-        _event(), route="default", relay={}, history=history, document={"data": {}},
+        _event(),
+        route="default",
+        relay={},
+        history=history,
+        document={"data": {}},
     )
     kept = payload["relay"]["history"]
     assert payload["relay"]["truncated"] == ["payload", "history"]

@@ -15,37 +15,56 @@ from relay.app import create_app
 from relay.signatures import sign
 from relay.store import Store
 from tests.relay.conftest import SECRET, make_route, make_settings
-from tests.relay.test_e2e import Relay, start_relay
+from tests.relay.live import Relay, start_relay
 from tests.standins.github import GitHubStandIn
 
 header_names = st.sampled_from(
-    ["x-apple-signature", "X-Apple-Signature", "content-type", "x-apple-request-uuid",
-     "content-length", "transfer-encoding", "x-forwarded-for", "x-custom"]
+    [
+        "x-apple-signature",
+        "X-Apple-Signature",
+        "content-type",
+        "x-apple-request-uuid",
+        "content-length",
+        "transfer-encoding",
+        "x-forwarded-for",
+        "x-custom",
+    ]
 )
 header_values = st.one_of(
     st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=120),
-    st.builds(lambda hexes: f"hmacsha256={hexes}", st.text("0123456789abcdefABCDEF", max_size=70)),
+    st.builds(
+        lambda hexes: f"hmacsha256={hexes}",
+        st.text("0123456789abcdefABCDEF", max_size=70),
+    ),
     st.builds(lambda text: f"hmacsha256={text}", st.text(max_size=70)),
 ).filter(lambda value: "\r" not in value and "\n" not in value)
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False)
+    | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=20,
 )
 event_like = st.fixed_dictionaries(
-    {"data": st.fixed_dictionaries(
-        {},
-        optional={
-            "type": st.one_of(st.text(max_size=40), st.integers(), st.none()),
-            "id": json_values,
-            "attributes": json_values,
-            "relationships": st.one_of(
-                json_values,
-                st.fixed_dictionaries({"instance": json_values}),
-            ),
-        },
-    )}
+    {
+        "data": st.fixed_dictionaries(
+            {},
+            optional={
+                "type": st.one_of(st.text(max_size=40), st.integers(), st.none()),
+                "id": json_values,
+                "attributes": json_values,
+                "relationships": st.one_of(
+                    json_values,
+                    st.fixed_dictionaries({"instance": json_values}),
+                ),
+            },
+        )
+    }
 )
 bodies = st.one_of(
     st.binary(max_size=600),
@@ -55,47 +74,69 @@ bodies = st.one_of(
 
 
 @pytest.fixture(scope="module")
-def app_and_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[object, Store]]:
+def app_and_store(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[object, Store]]:
     database = str(tmp_path_factory.mktemp("properties") / "relay.db")
     store = Store(database)
-    routes = (make_route(), make_route("second", events=frozenset({"buildUploadStateUpdated"})))
+    routes = (
+        make_route(),
+        make_route("second", events=frozenset({"buildUploadStateUpdated"})),
+    )
     app = create_app(make_settings(database, *routes), store)
     yield app, store
     store.close()
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(
-    path=st.sampled_from(["/webhook", "/webhook/second", "/webhook/none", "/healthz", "/x"]),
-    method=st.sampled_from(["POST", "POST", "POST", "GET", "PUT", "DELETE", "OPTIONS", "HEAD"]),
+    path=st.sampled_from(
+        ["/webhook", "/webhook/second", "/webhook/none", "/healthz", "/x"]
+    ),
+    method=st.sampled_from(
+        ["POST", "POST", "POST", "GET", "PUT", "DELETE", "OPTIONS", "HEAD"]
+    ),
     headers=st.lists(st.tuples(header_names, header_values), max_size=5),
     body=bodies,
 )
 def test_random_requests_never_500_or_queue_unsigned(
-    app_and_store: tuple[object, Store], path: str, method: str,
-    headers: list[tuple[str, str]], body: bytes,
+    app_and_store: tuple[object, Store],
+    path: str,
+    method: str,
+    headers: list[tuple[str, str]],
+    body: bytes,
 ) -> None:
     app, store = app_and_store
     client = app.test_client()  # type: ignore[attr-defined]
     before = store.counts().get("pending", 0) + store.counts().get("filtered", 0)
-    clean = [(name, value) for name, value in headers if name.lower() != "content-length"]
+    clean = [
+        (name, value) for name, value in headers if name.lower() != "content-length"
+    ]
     response = client.open(path, method=method, data=body, headers=clean)
     assert response.status_code < 500 or response.status_code == 503
     assert response.status_code != 500
     after = store.counts().get("pending", 0) + store.counts().get("filtered", 0)
     if after > before:
-        signature = dict((k.lower(), v) for k, v in clean).get("x-apple-signature")
+        signature = {k.lower(): v for k, v in clean}.get("x-apple-signature")
         assert signature is not None
         assert signature.strip().lower() == sign(SECRET, body).lower()
 
 
 @settings(max_examples=100, deadline=None)
 @given(body=bodies)
-def test_signed_random_bodies_get_200_or_400(body: bytes, tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_signed_random_bodies_get_200_or_400(
+    body: bytes, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     database = str(tmp_path_factory.mktemp("signed") / "relay.db")
     store = Store(database)
     client = create_app(make_settings(database), store).test_client()
-    response = client.post("/webhook", data=body, headers={"x-apple-signature": sign(SECRET, body)})
+    response = client.post(
+        "/webhook", data=body, headers={"x-apple-signature": sign(SECRET, body)}
+    )
     assert response.status_code in (200, 400)
     assert sum(store.counts().values()) == 1
     store.close()
@@ -107,7 +148,9 @@ raw_header_bytes = st.binary(min_size=0, max_size=80).filter(
 
 
 @pytest.fixture(scope="module")
-def live_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Relay, GitHubStandIn]]:
+def live_relay(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Relay, GitHubStandIn]]:
     from tests.relay.conftest import REPOSITORY, TOKEN
 
     github = GitHubStandIn(tokens={TOKEN}, repositories={REPOSITORY}).start()
@@ -118,7 +161,11 @@ def live_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Relay
     github.stop()
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(signature=raw_header_bytes, body=st.binary(max_size=300))
 def test_live_server_raw_header_bytes_never_500(
     live_relay: tuple[Relay, GitHubStandIn], signature: bytes, body: bytes
@@ -127,8 +174,13 @@ def test_live_server_raw_header_bytes_never_500(
     port = int(relay.url.rsplit(":", 1)[1])
     request = (
         b"POST /webhook HTTP/1.1\r\nHost: relay\r\nConnection: close\r\n"
-        + b"Content-Length: " + str(len(body)).encode() + b"\r\n"
-        + b"x-apple-signature: " + signature + b"\r\n\r\n" + body
+        + b"Content-Length: "
+        + str(len(body)).encode()
+        + b"\r\n"
+        + b"x-apple-signature: "
+        + signature
+        + b"\r\n\r\n"
+        + body
     )
     with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
         connection.sendall(request)

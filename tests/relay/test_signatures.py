@@ -31,7 +31,15 @@ def test_verify_accepts_apple_published_vector() -> None:
         f"\thmacsha256={APPLE_DIGEST}\t",
         f"hmacsha256 = {APPLE_DIGEST}",
     ],
-    ids=["lower", "upper-scheme", "mixed-scheme", "upper-hex", "spaces", "tabs", "spaced-equals"],
+    ids=[
+        "lower",
+        "upper-scheme",
+        "mixed-scheme",
+        "upper-hex",
+        "spaces",
+        "tabs",
+        "spaced-equals",
+    ],
 )
 def test_verify_accepts_header_variants(header: str) -> None:
     assert verify(APPLE_BODY, header, [APPLE_SECRET]) == 0
@@ -56,8 +64,19 @@ def test_verify_accepts_header_variants(header: str) -> None:
         (f"hmacsha256={APPLE_DIGEST[:-1]}8", "does not match"),
     ],
     ids=[
-        "none", "empty", "blank", "no-scheme", "github-scheme", "sha1-scheme", "empty-digest",
-        "short-digest", "long-digest", "non-hex", "non-ascii", "inner-space", "zeros",
+        "none",
+        "empty",
+        "blank",
+        "no-scheme",
+        "github-scheme",
+        "sha1-scheme",
+        "empty-digest",
+        "short-digest",
+        "long-digest",
+        "non-hex",
+        "non-ascii",
+        "inner-space",
+        "zeros",
         "one-digit-off",
     ],
 )
@@ -84,7 +103,10 @@ def test_verify_rejects_when_no_secret_is_configured() -> None:
 
 
 def test_verify_returns_index_of_previous_secret() -> None:
-    assert verify(APPLE_BODY, f"hmacsha256={APPLE_DIGEST}", [b"new secret", APPLE_SECRET]) == 1
+    assert (
+        verify(APPLE_BODY, f"hmacsha256={APPLE_DIGEST}", [b"new secret", APPLE_SECRET])
+        == 1
+    )
 
 
 def test_verify_covers_raw_bytes_not_parsed_json() -> None:
@@ -97,7 +119,7 @@ def test_verify_covers_raw_bytes_not_parsed_json() -> None:
 
 
 def test_verify_handles_multibyte_body() -> None:
-    body = "{\"comment\": \"crash on launch 🚀 — ü\"}".encode()
+    body = '{"comment": "crash on launch 🚀 — ü"}'.encode()
     header = "hmacsha256=" + hmac.new(b"k" * 16, body, hashlib.sha256).hexdigest()
     assert verify(body, header, [b"k" * 16]) == 0
 

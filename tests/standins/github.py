@@ -94,19 +94,21 @@ class GitHubStandIn:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 standin._handle(self, "GET")
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 standin._handle(self, "POST")
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            daemon=True,
         )
         self._thread.start()
         return self
@@ -148,11 +150,18 @@ class GitHubStandIn:
                 status, body, headers = action(handler, match.group(1), raw)
                 break
         else:
-            status, body, headers = 404, {"message": "Not Found", "documentation_url": DOCS, "status": "404"}, {}
+            status, body, headers = (
+                404,
+                {"message": "Not Found", "documentation_url": DOCS, "status": "404"},
+                {},
+            )
         self._send(handler, status, body, headers)
 
     def _send(
-        self, handler: BaseHTTPRequestHandler, status: int, body: dict[str, Any] | None,
+        self,
+        handler: BaseHTTPRequestHandler,
+        status: int,
+        body: dict[str, Any] | None,
         headers: dict[str, str],
     ) -> None:
         data = b"" if body is None else json.dumps(body).encode()
@@ -171,10 +180,22 @@ class GitHubStandIn:
         return value.split(" ", 1)[1] if " " in value else ""
 
     def _unauthorized(self) -> tuple[int, dict[str, Any], dict[str, str]]:
-        return 401, {"message": "Bad credentials", "documentation_url": DOCS, "status": "401"}, {}
+        return (
+            401,
+            {"message": "Bad credentials", "documentation_url": DOCS, "status": "401"},
+            {},
+        )
 
     def _not_found(self) -> tuple[int, dict[str, Any], dict[str, str]]:
-        return 404, {"message": "Not Found", "documentation_url": DISPATCH_DOCS, "status": "404"}, {}
+        return (
+            404,
+            {
+                "message": "Not Found",
+                "documentation_url": DISPATCH_DOCS,
+                "status": "404",
+            },
+            {},
+        )
 
     def _dispatch(
         self, handler: BaseHTTPRequestHandler, repository: str, raw: bytes
@@ -192,7 +213,15 @@ class GitHubStandIn:
         try:
             body = json.loads(raw)
         except ValueError:
-            return 400, {"message": "Problems parsing JSON", "documentation_url": DISPATCH_DOCS, "status": "400"}, {}
+            return (
+                400,
+                {
+                    "message": "Problems parsing JSON",
+                    "documentation_url": DISPATCH_DOCS,
+                    "status": "400",
+                },
+                {},
+            )
         event_type = body.get("event_type")
         payload = body.get("client_payload", {})
         problem = None
@@ -201,15 +230,21 @@ class GitHubStandIn:
         elif not isinstance(payload, dict):
             problem = "client_payload is not an object"
         elif len(payload) > 10:
-            problem = f"No more than 10 properties are allowed; {len(payload)} were supplied."
+            problem = (
+                f"No more than 10 properties are allowed; {len(payload)} were supplied."
+            )
         elif len(json.dumps(payload)) > 65_535:
             problem = "client_payload is too large"
         if problem:
-            return 422, {
-                "message": f"Invalid request.\n\n{problem}",
-                "documentation_url": DISPATCH_DOCS,
-                "status": "422",
-            }, {}
+            return (
+                422,
+                {
+                    "message": f"Invalid request.\n\n{problem}",
+                    "documentation_url": DISPATCH_DOCS,
+                    "status": "422",
+                },
+                {},
+            )
         with self._lock:
             self.dispatches.append(
                 Received(repository, event_type, payload, token, time.time())
@@ -223,12 +258,16 @@ class GitHubStandIn:
             return self._unauthorized()
         if repository not in self.repositories:
             return self._not_found()
-        return 200, {
-            "full_name": repository,
-            "private": True,
-            "default_branch": "main",
-            "permissions": {"admin": False, "push": self.push, "pull": True},
-        }, {}
+        return (
+            200,
+            {
+                "full_name": repository,
+                "private": True,
+                "default_branch": "main",
+                "permissions": {"admin": False, "push": self.push, "pull": True},
+            },
+            {},
+        )
 
     def _app_claims(self, handler: BaseHTTPRequestHandler) -> dict[str, Any] | None:
         if self.app_public_key is None:
@@ -236,7 +275,9 @@ class GitHubStandIn:
         try:
             return dict(
                 jwt.decode(
-                    self._bearer(handler), self.app_public_key, algorithms=["RS256"],
+                    self._bearer(handler),
+                    self.app_public_key,
+                    algorithms=["RS256"],
                     options={"require": ["iat", "exp", "iss"]},
                 )
             )
@@ -248,10 +289,15 @@ class GitHubStandIn:
     ) -> tuple[int, dict[str, Any], dict[str, str]]:
         claims = self._app_claims(handler)
         if claims is None or str(claims["iss"]) != self.app_id:
-            return 401, {
-                "message": "A JSON web token could not be decoded",
-                "documentation_url": DOCS, "status": "401",
-            }, {}
+            return (
+                401,
+                {
+                    "message": "A JSON web token could not be decoded",
+                    "documentation_url": DOCS,
+                    "status": "401",
+                },
+                {},
+            )
         if repository not in self.repositories:
             return self._not_found()
         return 200, {"id": self.installation_id, "app_id": int(self.app_id or 0)}, {}
@@ -261,10 +307,15 @@ class GitHubStandIn:
     ) -> tuple[int, dict[str, Any], dict[str, str]]:
         claims = self._app_claims(handler)
         if claims is None or str(claims["iss"]) != self.app_id:
-            return 401, {
-                "message": "A JSON web token could not be decoded",
-                "documentation_url": DOCS, "status": "401",
-            }, {}
+            return (
+                401,
+                {
+                    "message": "A JSON web token could not be decoded",
+                    "documentation_url": DOCS,
+                    "status": "401",
+                },
+                {},
+            )
         if int(installation) != self.installation_id:
             return self._not_found()
         with self._lock:
@@ -272,9 +323,15 @@ class GitHubStandIn:
             token = f"ghs_installation{self.tokens_issued:04d}"
             self.tokens.add(token)
         expires = datetime.now(UTC) + timedelta(hours=1)
-        return 201, {
-            "token": token,
-            "expires_at": expires.isoformat(timespec="seconds").replace("+00:00", "Z"),
-            "permissions": {"contents": "write", "metadata": "read"},
-            "repository_selection": "selected",
-        }, {}
+        return (
+            201,
+            {
+                "token": token,
+                "expires_at": expires.isoformat(timespec="seconds").replace(
+                    "+00:00", "Z"
+                ),
+                "permissions": {"contents": "write", "metadata": "read"},
+                "repository_selection": "selected",
+            },
+            {},
+        )
