@@ -76,7 +76,7 @@ def _receive(route: str | None) -> Response:
         )
 
     request_uuid = _clean_header(request.headers.get(REQUEST_UUID_HEADER))
-    ids = {"route": name, "request_uuid": request_uuid}
+    ids: dict[str, Any] = {"route": name, "request_uuid": request_uuid}
 
     # The limit is checked before reading: a body over it is never read whole.
     declared = request.content_length

@@ -21,6 +21,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import requests
 
@@ -237,7 +238,7 @@ def _describe(payload: dict) -> str:
 
 
 def _start_server(
-    port: int, secret: str, database: str, log: object
+    port: int, secret: str, database: str, log: BinaryIO
 ) -> subprocess.Popen[bytes]:
     env = {
         key: value
@@ -262,7 +263,7 @@ def _start_server(
         "--workers",
         "2",
     ]
-    return subprocess.Popen(command, env=env, stdout=log, stderr=log)  # type: ignore[arg-type]
+    return subprocess.Popen(command, env=env, stdout=log, stderr=log)
 
 
 def _wait_ready(base: str, server: subprocess.Popen[bytes]) -> bool:

@@ -88,7 +88,10 @@ class GitHubClient:
     ) -> DispatchResult:
         """Send one ``repository_dispatch`` and classify the answer."""
         url = f"{self.api_url}/repos/{self.route.repository}/dispatches"
-        body = {"event_type": event_type, "client_payload": client_payload}
+        body: dict[str, Any] = {
+            "event_type": event_type,
+            "client_payload": client_payload,
+        }
         for attempt in (1, 2):
             try:
                 headers = self._headers(self._token())
