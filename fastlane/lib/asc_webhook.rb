@@ -4,11 +4,11 @@ require "json"
 require "uri"
 
 # Logic of the fastlane lanes in ../Fastfile, kept free of fastlane so that plain
-# Ruby tests can run it: reading the webhook event, choosing what to do,
-# building the App Store Connect URL to fetch, and turning the fetched build
-# upload into deliver options.
+# Ruby tests can run it. It reads the webhook event, chooses what to do, builds
+# the App Store Connect URL to fetch, and turns the build upload into deliver
+# options.
 module AscWebhook
-  # An input is missing or invalid. The message names it and says how to fix it.
+  # Missing or invalid input. The message names the input and how to fix it.
   class Error < StandardError; end
 
   DEFAULT_API_BASE = "https://api.appstoreconnect.apple.com"
@@ -179,8 +179,8 @@ module AscWebhook
                platform: platform, state: state)
   end
 
-  # Raises unless the upload record itself says COMPLETE: the event can be older
-  # than the record, for example when it is replayed by hand.
+  # Raises unless the upload record itself is COMPLETE, because the event can be
+  # older than the record, for example when it is replayed by hand.
   def check_complete(upload)
     return if upload.state == "COMPLETE"
 
@@ -214,7 +214,7 @@ module AscWebhook
   end
 
   # Parses "true"/"false" (any case). Returns nil for nil or "", so the caller
-  # can leave the answer to Info.plist.
+  # can leave export compliance to Info.plist.
   def parse_optional_bool(value, name)
     text = value.to_s.strip.downcase
     return nil if text.empty?

@@ -99,15 +99,19 @@ def jobs_without_permissions(workflow: dict[str, Any]) -> list[str]:
     ]
 
 
-def write_permissions(workflow: dict[str, Any]) -> list[str]:
-    """Allow write grants only where :data:`WRITE_ALLOWED` lists them."""
+def write_permissions(
+    workflow: dict[str, Any], allowed: dict[str, set[str]] | None = None
+) -> list[str]:
+    """Allow write grants only where ``allowed`` (default :data:`WRITE_ALLOWED`)
+    lists them."""
+    allowed = WRITE_ALLOWED if allowed is None else allowed
     problems = []
     for job_id, job in jobs(workflow).items():
         grants = job.get("permissions")
         if not isinstance(grants, dict):
             continue
         for scope, level in grants.items():
-            if level == "write" and scope not in WRITE_ALLOWED.get(job_id, set()):
+            if level == "write" and scope not in allowed.get(job_id, set()):
                 problems.append(f"job {job_id!r} has {scope}: write, which it must not")
     return problems
 
@@ -155,14 +159,14 @@ def inherited_secrets(workflow: dict[str, Any]) -> list[str]:
     ]
 
 
-def all_rules(text: str) -> list[str]:
+def all_rules(text: str, write_allowed: dict[str, set[str]] | None = None) -> list[str]:
     workflow = load(text)
     return (
         untrusted_expressions_in_run(workflow)
         + secrets_in_run(workflow)
         + top_level_permissions(workflow)
         + jobs_without_permissions(workflow)
-        + write_permissions(workflow)
+        + write_permissions(workflow, write_allowed)
         + unpinned_actions(text)
         + persisted_checkout_credentials(workflow)
         + inherited_secrets(workflow)

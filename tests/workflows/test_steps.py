@@ -42,10 +42,25 @@ def run_step(
         text=True,
         check=False,
     )
-    values = dict(
-        line.split("=", 1) for line in output.read_text().splitlines() if "=" in line
-    )
-    return completed, values
+    return completed, parse_github_output(output.read_text())
+
+
+def parse_github_output(text: str) -> dict[str, str]:
+    """Read ``name=value`` lines and ``name<<DELIMITER`` multiline values."""
+    values: dict[str, str] = {}
+    lines = iter(text.splitlines())
+    for line in lines:
+        name, equals, value = line.partition("=")
+        if "<<" in name or not equals:
+            name, _, delimiter = line.partition("<<")
+            body = []
+            for body_line in lines:
+                if body_line == delimiter:
+                    break
+                body.append(body_line)
+            value = "\n".join(body)
+        values[name] = value
+    return values
 
 
 def webhook_body(event_type: str, resource_type: str | None) -> dict[str, Any]:

@@ -1,0 +1,86 @@
+"""The caller workflow in docs/setup.md follows the rules and matches the
+reusable workflow's inputs and secrets."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from tests.workflows import rules
+
+SETUP = Path(__file__).resolve().parents[2] / "docs" / "setup.md"
+SHA_PLACEHOLDER = "<40-hex commit SHA>"
+REUSABLE = "/.github/workflows/asc-release.yml@"
+
+
+def caller_text() -> str:
+    blocks = re.findall(r"```yaml\n(.*?)```", SETUP.read_text(), re.DOTALL)
+    callers = [block for block in blocks if REUSABLE in block]
+    assert len(callers) == 1, "docs/setup.md should show exactly one caller workflow"
+    return callers[0].replace(SHA_PLACEHOLDER, "0123456789abcdef0123456789abcdef01234567")
+
+
+def caller_job() -> dict[str, Any]:
+    jobs = rules.jobs(rules.load(caller_text()))
+    assert list(jobs) == ["asc"]
+    return jobs["asc"]
+
+
+def reusable_interface() -> dict[str, Any]:
+    workflow = rules.load((rules.WORKFLOW_DIR / "asc-release.yml").read_text())
+    return workflow["on"]["workflow_call"]
+
+
+def test_caller_follows_rules() -> None:
+    # The calling job must grant contents: write, or the release job cannot get it.
+    assert rules.all_rules(caller_text(), write_allowed={"asc": {"contents"}}) == []
+
+
+def test_caller_triggers() -> None:
+    triggers = rules.load(caller_text())["on"]
+    assert triggers["repository_dispatch"] == {"types": ["asc-webhook"]}
+    assert "payload" in triggers["workflow_dispatch"]["inputs"]
+
+
+def test_caller_uses_reusable_workflow() -> None:
+    assert REUSABLE in caller_job()["uses"]
+
+
+def test_caller_inputs_declared() -> None:
+    declared = reusable_interface()["inputs"]
+    passed = caller_job()["with"]
+    assert set(passed) <= set(declared)
+    required = {name for name, spec in declared.items() if spec.get("required")}
+    assert required <= set(passed)
+
+
+def test_caller_passes_whole_event() -> None:
+    assert caller_job()["with"]["event"] == "${{ toJSON(github.event) }}"
+
+
+def test_caller_names_every_secret() -> None:
+    secrets = caller_job()["secrets"]
+    assert isinstance(secrets, dict)
+    assert set(secrets) == set(reusable_interface()["secrets"])
+    for name, value in secrets.items():
+        assert value == f"${{{{ secrets.{name} }}}}"
+
+
+def test_caller_grants_release_write() -> None:
+    assert caller_job()["permissions"] == {"contents": "write"}
+
+
+def test_settings_example_valid(tmp_path: Path) -> None:
+    from ci.settings import load_settings
+
+    blocks = re.findall(r"```yaml\n(.*?)```", SETUP.read_text(), re.DOTALL)
+    examples = [block for block in blocks if block.startswith("platform:")]
+    assert len(examples) == 1
+    path = tmp_path / "asc-release.yml"
+    path.write_text(examples[0])
+
+    settings = load_settings(path, {})
+
+    assert settings.release.merge_into == "main"
+    assert settings.slack.channel == "#releases"
