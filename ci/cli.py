@@ -549,7 +549,8 @@ def main(
 def _report(ctx: Context, outcome: Outcome, heading: str) -> int:
     redact = ctx.redact
     for step in outcome.steps:
-        level = logging.ERROR if step.status == "failed" else logging.INFO
+        # Steps are printed to stdout below; the log repeats only failures.
+        level = logging.ERROR if step.status == "failed" else logging.DEBUG
         logger.log(level, "%s: %s %s", step.name, step.status, step.detail)
 
     outputs = dict(ctx.outputs)

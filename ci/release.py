@@ -315,10 +315,23 @@ def tag_step(
             return None
         github.create_tag(tag, merge.sha)
     except ApiError as exc:
+        # 422 "Reference already exists": another run created the tag after
+        # the lookup above, so check where it points now.
+        if exc.status == 422 and _tag_commit_or_none(github, tag) == merge.sha:
+            outcome.add("tag", "unchanged", f"{tag} already points at {merge.sha}")
+            return tag
         outcome.add("tag", "failed", str(exc))
         return None
     outcome.add("tag", "done", f"tagged {merge.sha} as {tag}")
     return tag
+
+
+def _tag_commit_or_none(github: GitHub, tag: str) -> str | None:
+    try:
+        return github.tag_commit(tag)
+    except ApiError as exc:
+        logger.warning("could not read tag %s again: %s", tag, exc)
+        return None
 
 
 def github_release_step(

@@ -439,3 +439,76 @@ def test_redactor_masks_secret_values() -> None:
     )
     assert redact(f"token {SECRETS['GITHUB_TOKEN']} end") == "token *** end"
     assert redact("short stays") == "short stays"
+
+
+# submit-for-review
+
+
+def test_submit_maps_settings(
+    tmp_path: Path,
+    env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from ci import submit
+    from ci.outcome import Outcome
+
+    calls: list[tuple[str, submit.SubmitOptions]] = []
+
+    def fake_submit(
+        asc: object, build_upload_id: str, options: submit.SubmitOptions
+    ) -> Outcome:
+        calls.append((build_upload_id, options))
+        outcome = Outcome("submit_for_review")
+        outcome.add("submit", "done", "submitted for review")
+        outcome.outputs["version_string"] = "2.0.0"
+        return outcome
+
+    monkeypatch.setattr(submit, "submit_for_review", fake_submit)
+    config = tmp_path / "settings.yml"
+    config.write_text(
+        "platform: MAC_OS\n"
+        "submit_for_review:\n"
+        "  uses_non_exempt_encryption: true\n"
+        "  whats_new: Fixes\n"
+        "  whats_new_locale: de-DE\n"
+        "  cancel_other_submission: true\n"
+        "  build_wait_timeout: 90\n"
+        "  beta_groups: [QA]\n"
+    )
+    argv = ["submit-for-review", "--build-upload", "bu-7", "--config", str(config)]
+
+    code = cli.main([*argv, "--dry-run"], env)
+
+    assert code == 0
+    build_upload_id, options = calls[0]
+    assert build_upload_id == "bu-7"
+    assert options.platform == "MAC_OS"
+    assert options.uses_non_exempt_encryption is True
+    assert options.whats_new == "Fixes"
+    assert options.whats_new_locale == "de-DE"
+    assert options.cancel_other_submission is True
+    assert options.build_wait_timeout == 90.0
+    assert options.beta_groups == ["QA"]
+    assert options.dry_run is True
+    outputs = outputs_of(env)
+    assert outputs["action"] == "submit-for-review"
+    assert outputs["version_string"] == "2.0.0"
+    assert "done      submit: submitted for review" in capsys.readouterr().out
+
+
+def test_submit_failure_exits_one(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ci import submit
+    from ci.outcome import Outcome
+
+    def fake_submit(*args: object, **kwargs: object) -> Outcome:
+        outcome = Outcome("submit_for_review")
+        outcome.add("build", "failed", "build processing failed")
+        return outcome
+
+    monkeypatch.setattr(submit, "submit_for_review", fake_submit)
+    assert cli.main(["submit-for-review", "--build-upload", "bu-7"], env) == 1
+    assert outputs_of(env)["result"] == "failed"
+    assert "| build | ❌ failed | build processing failed |" in summary_of(env)

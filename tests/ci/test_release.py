@@ -507,3 +507,18 @@ def test_release_dry_run_calls_only_asc(
     assert "would merge develop into master" in detail(outcome, "merge")
     printed = json.loads(capsys.readouterr().out)
     assert "1.101.0" in printed["text"]
+
+
+def test_release_tag_created_concurrently(mocked: responses.RequestsMock) -> None:
+    mock_version(mocked)
+    mock_merge(mocked, 201, {"sha": MERGE_SHA})
+    mock_tag_missing(mocked)
+    mocked.post(
+        f"{REPO}/git/refs",
+        status=422,
+        json={"message": "Reference already exists"},
+    )
+    mock_tag_at(mocked, MERGE_SHA)
+    outcome = run(Settings(), with_slack=False)
+    assert statuses(outcome)["tag"] == "unchanged"
+    assert outcome.failed is False
