@@ -561,9 +561,8 @@ def _report(ctx: Context, outcome: Outcome, heading: str) -> int:
     append_outputs(ctx.environ.get("GITHUB_OUTPUT"), safe_outputs)
 
     if ctx.args.command != "route":
-        markdown = render_summary(
-            outcome, f"{heading}: {outcome.action}", ctx.summary_context
-        )
+        title = f"{heading}: {outputs['action']}"
+        markdown = render_summary(outcome, title, ctx.summary_context)
         append_step_summary(ctx.environ.get("GITHUB_STEP_SUMMARY"), redact(markdown))
         for step in outcome.steps:
             ctx.output(f"{step.status:<9} {step.name}: {step.detail}")
