@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 import responses
 from responses import matchers
+from responses.registries import OrderedRegistry
 
 from ci.errors import ConfigError
 from ci.http import NotFoundError
@@ -32,6 +33,15 @@ AUTH = (
 @pytest.fixture
 def mocked() -> Iterator[responses.RequestsMock]:
     with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        yield rsps
+
+
+@pytest.fixture
+def ordered() -> Iterator[responses.RequestsMock]:
+    """A mock that also fails when requests arrive out of registration order."""
+    with responses.RequestsMock(
+        assert_all_requests_are_fired=True, registry=OrderedRegistry
+    ) as rsps:
         yield rsps
 
 
@@ -79,10 +89,10 @@ def test_project_versions_basic_auth(mocked: responses.RequestsMock) -> None:
     ]
 
 
-def test_search_follows_next_page_token(mocked: responses.RequestsMock) -> None:
+def test_search_follows_next_page_token(ordered: responses.RequestsMock) -> None:
     jql = 'project = "IOS" AND fixVersion = 10000'
     base = {"jql": jql, "fields": "summary,status", "maxResults": "100"}
-    mocked.get(
+    ordered.get(
         f"{JIRA_URL}/rest/api/3/search/jql",
         json={
             "issues": [issue("IOS-1"), issue("IOS-2")],
@@ -91,12 +101,12 @@ def test_search_follows_next_page_token(mocked: responses.RequestsMock) -> None:
         },
         match=[matchers.query_param_matcher(base)],
     )
-    mocked.get(
+    ordered.get(
         f"{JIRA_URL}/rest/api/3/search/jql",
         json={"issues": [issue("IOS-3")], "nextPageToken": "p3", "isLast": False},
         match=[matchers.query_param_matcher({**base, "nextPageToken": "p2"})],
     )
-    mocked.get(
+    ordered.get(
         f"{JIRA_URL}/rest/api/3/search/jql",
         json={"issues": [issue("IOS-4", "Done", "done")], "isLast": True},
         match=[matchers.query_param_matcher({**base, "nextPageToken": "p3"})],

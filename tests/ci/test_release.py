@@ -9,6 +9,7 @@ from datetime import date
 import pytest
 import responses
 from responses import matchers
+from responses.registries import OrderedRegistry
 
 from ci.github import GitHub
 from ci.jira import Jira
@@ -38,6 +39,15 @@ JIRA_SETTINGS = "jira:\n  project: IOS\n"
 @pytest.fixture
 def mocked() -> Iterator[responses.RequestsMock]:
     with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        yield rsps
+
+
+@pytest.fixture
+def ordered() -> Iterator[responses.RequestsMock]:
+    """A mock that also fails when requests arrive out of registration order."""
+    with responses.RequestsMock(
+        assert_all_requests_are_fired=True, registry=OrderedRegistry
+    ) as rsps:
         yield rsps
 
 
@@ -153,13 +163,13 @@ def detail(outcome: Outcome, name: str) -> str:
     return next(step.detail for step in outcome.steps if step.name == name)
 
 
-def test_release_full_run(mocked: responses.RequestsMock) -> None:
-    mock_version(mocked)
-    mock_merge(mocked, 201, {"sha": MERGE_SHA})
-    mock_tag_missing(mocked)
-    mock_create_tag(mocked, MERGE_SHA)
+def test_release_full_run(ordered: responses.RequestsMock) -> None:
+    mock_version(ordered)
+    mock_merge(ordered, 201, {"sha": MERGE_SHA})
+    mock_tag_missing(ordered)
+    mock_create_tag(ordered, MERGE_SHA)
     mock_jira_versions(
-        mocked,
+        ordered,
         [
             {"id": "10000", "name": "1.101.0", "released": False},
             {"id": "10001", "name": "1.101.0 (build 5)", "released": False},
@@ -167,7 +177,7 @@ def test_release_full_run(mocked: responses.RequestsMock) -> None:
     )
     jql = 'project = "IOS" AND fixVersion = 10000 ORDER BY key ASC'
     page = {"jql": jql, "fields": "summary,status", "maxResults": "100"}
-    mocked.get(
+    ordered.get(
         f"{JIRA_URL}/rest/api/3/search/jql",
         json={
             "issues": [jira_issue("IOS-1"), jira_issue("IOS-2", "done")],
@@ -176,13 +186,13 @@ def test_release_full_run(mocked: responses.RequestsMock) -> None:
         },
         match=[matchers.query_param_matcher(page)],
     )
-    mocked.get(
+    ordered.get(
         f"{JIRA_URL}/rest/api/3/search/jql",
         json={"issues": [jira_issue("IOS-3")], "isLast": True},
         match=[matchers.query_param_matcher({**page, "nextPageToken": "t2"})],
     )
     for key in ("IOS-1", "IOS-3"):
-        mocked.get(
+        ordered.get(
             f"{JIRA_URL}/rest/api/3/issue/{key}/transitions",
             json={
                 "transitions": [
@@ -191,12 +201,12 @@ def test_release_full_run(mocked: responses.RequestsMock) -> None:
                 ]
             },
         )
-        mocked.post(
+        ordered.post(
             f"{JIRA_URL}/rest/api/3/issue/{key}/transitions",
             status=204,
             match=[matchers.json_params_matcher({"transition": {"id": "31"}})],
         )
-    mocked.put(
+    ordered.put(
         f"{JIRA_URL}/rest/api/3/version/10000",
         json={"id": "10000", "released": True},
         match=[
@@ -205,7 +215,7 @@ def test_release_full_run(mocked: responses.RequestsMock) -> None:
             )
         ],
     )
-    mock_slack(mocked)
+    mock_slack(ordered)
 
     outcome = run(parse_settings(JIRA_SETTINGS))
 
@@ -227,7 +237,7 @@ def test_release_full_run(mocked: responses.RequestsMock) -> None:
     assert outcome.outputs["version"] == "1.101.0"
     assert outcome.outputs["jira_version_id"] == "10000"
 
-    slack_call = json.loads(mocked.calls[-1].request.body)
+    slack_call = json.loads(ordered.calls[-1].request.body)
     text = json.dumps(slack_call)
     assert "Acme &amp; Co 1.101.0" in text
     assert f"<{JIRA_URL}/browse/IOS-1|IOS-1> Fix &lt;IOS-1&gt; &amp; more" in text
@@ -288,10 +298,10 @@ def test_release_annotated_tag_same_commit(mocked: responses.RequestsMock) -> No
     assert statuses(outcome)["tag"] == "unchanged"
 
 
-def test_release_conflict_opens_pull(mocked: responses.RequestsMock) -> None:
-    mock_version(mocked)
-    mock_merge(mocked, 409, {"message": "Merge conflict"})
-    mocked.get(
+def test_release_conflict_opens_pull(ordered: responses.RequestsMock) -> None:
+    mock_version(ordered)
+    mock_merge(ordered, 409, {"message": "Merge conflict"})
+    ordered.get(
         f"{REPO}/pulls",
         json=[],
         match=[
@@ -300,7 +310,7 @@ def test_release_conflict_opens_pull(mocked: responses.RequestsMock) -> None:
             )
         ],
     )
-    mocked.post(
+    ordered.post(
         f"{REPO}/pulls",
         status=201,
         json={"number": 12, "html_url": "https://github.com/acme/app/pull/12"},
@@ -315,7 +325,7 @@ def test_release_conflict_opens_pull(mocked: responses.RequestsMock) -> None:
             )
         ],
     )
-    mock_slack(mocked)
+    mock_slack(ordered)
 
     outcome = run(Settings())
 
@@ -325,7 +335,7 @@ def test_release_conflict_opens_pull(mocked: responses.RequestsMock) -> None:
     assert "pull/12" in detail(outcome, "tag")
     assert outcome.outputs["pull_request"] == "https://github.com/acme/app/pull/12"
     assert outcome.failed is False
-    assert "pull/12" in mocked.calls[-1].request.body.decode()
+    assert "pull/12" in ordered.calls[-1].request.body.decode()
 
 
 def test_release_protected_branch_reuses_pull(mocked: responses.RequestsMock) -> None:
@@ -509,16 +519,16 @@ def test_release_dry_run_calls_only_asc(
     assert "1.101.0" in printed["text"]
 
 
-def test_release_tag_created_concurrently(mocked: responses.RequestsMock) -> None:
-    mock_version(mocked)
-    mock_merge(mocked, 201, {"sha": MERGE_SHA})
-    mock_tag_missing(mocked)
-    mocked.post(
+def test_release_tag_created_concurrently(ordered: responses.RequestsMock) -> None:
+    mock_version(ordered)
+    mock_merge(ordered, 201, {"sha": MERGE_SHA})
+    mock_tag_missing(ordered)
+    ordered.post(
         f"{REPO}/git/refs",
         status=422,
         json={"message": "Reference already exists"},
     )
-    mock_tag_at(mocked, MERGE_SHA)
+    mock_tag_at(ordered, MERGE_SHA)
     outcome = run(Settings(), with_slack=False)
     assert statuses(outcome)["tag"] == "unchanged"
     assert outcome.failed is False

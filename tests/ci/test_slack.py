@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 import responses
 from responses import matchers
+from responses.registries import OrderedRegistry
 
 from ci.errors import ConfigError
 from ci.http import HttpClient
@@ -30,6 +31,15 @@ POST_MESSAGE_URL = f"{SLACK_API_URL}/chat.postMessage"
 @pytest.fixture
 def mocked() -> Iterator[responses.RequestsMock]:
     with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        yield rsps
+
+
+@pytest.fixture
+def ordered() -> Iterator[responses.RequestsMock]:
+    """A mock that also fails when requests arrive out of registration order."""
+    with responses.RequestsMock(
+        assert_all_requests_are_fired=True, registry=OrderedRegistry
+    ) as rsps:
         yield rsps
 
 
@@ -121,7 +131,7 @@ def test_webhook_post_ok(mocked: responses.RequestsMock) -> None:
     webhook_slack().post(message)
 
 
-def test_webhook_429_then_ok(mocked: responses.RequestsMock) -> None:
+def test_webhook_429_then_ok(ordered: responses.RequestsMock) -> None:
     sleeps: list[float] = []
     slack = Slack.from_environ(
         {"SLACK_WEBHOOK_URL": SLACK_WEBHOOK_URL},
@@ -129,10 +139,10 @@ def test_webhook_429_then_ok(mocked: responses.RequestsMock) -> None:
         http=HttpClient("slack", sleep=sleeps.append),
     )
     assert slack is not None
-    mocked.post(
+    ordered.post(
         SLACK_WEBHOOK_URL, status=429, body="rate_limited", headers={"Retry-After": "7"}
     )
-    mocked.post(SLACK_WEBHOOK_URL, body="ok")
+    ordered.post(SLACK_WEBHOOK_URL, body="ok")
     slack.post(Message(text="hello"))
     assert sleeps == [7.0]
 
@@ -207,14 +217,14 @@ def test_bot_ok_false_is_failure(mocked: responses.RequestsMock) -> None:
     assert SECRETS["SLACK_BOT_TOKEN"] not in message
 
 
-def test_bot_429_then_ok(mocked: responses.RequestsMock) -> None:
-    mocked.post(
+def test_bot_429_then_ok(ordered: responses.RequestsMock) -> None:
+    ordered.post(
         POST_MESSAGE_URL,
         status=429,
         json={"ok": False, "error": "ratelimited"},
         headers={"Retry-After": "1"},
     )
-    mocked.post(POST_MESSAGE_URL, json={"ok": True})
+    ordered.post(POST_MESSAGE_URL, json={"ok": True})
     bot_slack().post(Message(text="hello"))
 
 
