@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from ci.outcome import Outcome
@@ -71,17 +71,23 @@ def append_step_summary(path: str | Path | None, markdown: str) -> None:
         handle.write(markdown)
 
 
-def format_output(name: str, value: str) -> str:
+def _random_delimiter() -> str:
+    return f"ghadelimiter_{uuid.uuid4()}"
+
+
+def format_output(
+    name: str, value: str, make_delimiter: Callable[[], str] = _random_delimiter
+) -> str:
     """Return one output in the ``name<<DELIMITER`` form GitHub reads."""
     if not OUTPUT_NAME.fullmatch(name):
         raise ValueError(
             f"output name {name!r} is invalid: use letters, digits, _ and -"
         )
-    delimiter = f"ghadelimiter_{uuid.uuid4()}"
+    delimiter = make_delimiter()
     # A random UUID colliding with the value is practically impossible, but
     # the check keeps the guarantee independent of that.
     while delimiter in value:
-        delimiter = f"ghadelimiter_{uuid.uuid4()}"
+        delimiter = make_delimiter()
     return f"{name}<<{delimiter}\n{value}\n{delimiter}\n"
 
 

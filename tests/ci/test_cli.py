@@ -428,6 +428,13 @@ def test_output_heredoc_round_trip(value: str) -> None:
     assert parse_outputs(text) == {"detail": value, "next": "x"}
 
 
+def test_output_delimiter_avoids_value() -> None:
+    candidates = iter(["EOF", "EOF2"])
+    text = format_output("detail", "line\nEOF\nmore", lambda: next(candidates))
+    assert text == "detail<<EOF2\nline\nEOF\nmore\nEOF2\n"
+    assert parse_outputs(text) == {"detail": "line\nEOF\nmore"}
+
+
 def test_output_name_validated() -> None:
     with pytest.raises(ValueError):
         format_output("bad name", "x")
