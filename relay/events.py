@@ -148,9 +148,14 @@ def build_client_payload(
     if "payload" in payload:
         del payload["payload"]
         truncated.append("payload")
+    history = relay_section["history"]
+    # Room for the "history" marker and the history_dropped count added below.
+    excess = payload_size(payload) - MAX_PAYLOAD_CHARS + 64
     dropped = 0
-    while relay_section["history"] and payload_size(payload) > MAX_PAYLOAD_CHARS:
-        relay_section["history"].pop(0)
+    # Each entry costs its own serialized length plus a separating comma.
+    while history and excess > 0:
+        excess -= payload_size(history[0]) + 1
+        history.pop(0)
         dropped += 1
     if dropped:
         truncated.append("history")

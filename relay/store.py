@@ -13,7 +13,9 @@ unreadable, kept for inspection), ``filtered`` (the route's filter skipped it).
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -23,6 +25,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+#: The most earlier state changes a dispatch carries. An App Store version
+#: passes through about ten states, so this keeps a whole life with room to spare.
+HISTORY_LIMIT = 50
 
 STATES = (
     "pending",
@@ -116,8 +122,11 @@ class Store:
         self.path = path
         self.busy_timeout = busy_timeout
         self._local = threading.local()
+        self._thread_lock = threading.Lock()
+        self._lock_fd: int | None = None
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self._lock_fd = os.open(f"{path}.write.lock", os.O_RDWR | os.O_CREAT, 0o600)
         self.connection().executescript(SCHEMA)
 
     def connection(self) -> sqlite3.Connection:
@@ -137,22 +146,44 @@ class Store:
         return db
 
     def close(self) -> None:
+        """Close this thread's connection and the write-lock file."""
         db = getattr(self._local, "db", None)
         if db is not None:
             db.close()
             self._local.db = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """Run a block in ``BEGIN IMMEDIATE``, so writers queue instead of failing."""
+        """Run a block as one write transaction.
+
+        Writers queue on a lock file before ``BEGIN IMMEDIATE``. Without it,
+        SQLite's busy handler makes a waiting writer sleep in steps of up to
+        100 ms, which shows as tail latency under concurrent deliveries.
+        """
         db = self.connection()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+        with self._write_lock():
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    @contextmanager
+    def _write_lock(self) -> Iterator[None]:
+        if self._lock_fd is None:
+            yield
+            return
+        with self._thread_lock:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     # Receiving
 
@@ -239,22 +270,27 @@ class Store:
         return None if row["due"] is None else float(row["due"])
 
     def history(self, row: sqlite3.Row) -> list[dict[str, Any]]:
-        """Earlier state changes recorded for the same resource on the same route."""
+        """Earlier state changes recorded for the same resource on the same route.
+
+        Oldest first, and at most the :data:`HISTORY_LIMIT` most recent.
+        """
         if not row["resource_type"] or not row["resource_id"]:
             return []
-        rows = (
-            self.connection()
-            .execute(
-                """SELECT event_type, old_state, new_state, event_timestamp, received_at
+        query = """
+            SELECT event_type, old_state, new_state, event_timestamp, received_at
             FROM deliveries
             WHERE route = ? AND resource_type = ? AND resource_id = ? AND id < ?
               AND state NOT IN ('invalid', 'filtered')
               AND (old_state IS NOT NULL OR new_state IS NOT NULL)
-            ORDER BY id""",
-                (row["route"], row["resource_type"], row["resource_id"], row["id"]),
-            )
-            .fetchall()
+            ORDER BY id DESC LIMIT ?"""
+        parameters = (
+            row["route"],
+            row["resource_type"],
+            row["resource_id"],
+            row["id"],
+            HISTORY_LIMIT,
         )
+        rows = self.connection().execute(query, parameters).fetchall()
         return [
             {
                 "event": item["event_type"],
@@ -263,7 +299,7 @@ class Store:
                 "timestamp": item["event_timestamp"],
                 "received_at": item["received_at"],
             }
-            for item in rows
+            for item in reversed(rows)
         ]
 
     def finish(
