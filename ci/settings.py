@@ -72,7 +72,8 @@ class SubmitSettings:
     """The ``submit_for_review`` section."""
 
     enabled: bool = True
-    uses_non_exempt_encryption: bool = False
+    # None leaves the answer to the build's ITSAppUsesNonExemptEncryption.
+    uses_non_exempt_encryption: bool | None = None
     whats_new: str | None = None
     whats_new_locale: str = "en-US"
     cancel_other_submission: bool = False
@@ -142,7 +143,9 @@ class Settings:
 class KeySpec:
     """Validation rule for one settings key: its kind and optional allowed values."""
 
-    kind: str  # bool, int, str, optional_str, template, optional_template, str_list
+    # bool, optional_bool, int, str, optional_str, template, optional_template,
+    # str_list
+    kind: str
     choices: tuple[str, ...] = ()
     minimum: int | None = None
 
@@ -154,7 +157,7 @@ SCHEMA: dict[str, dict[str, KeySpec]] = {
     },
     "submit_for_review": {
         "enabled": KeySpec("bool"),
-        "uses_non_exempt_encryption": KeySpec("bool"),
+        "uses_non_exempt_encryption": KeySpec("optional_bool"),
         "whats_new": KeySpec("optional_str"),
         "whats_new_locale": KeySpec("str"),
         "cancel_other_submission": KeySpec("bool"),
@@ -306,9 +309,9 @@ def _check_value(name: str, value: Any, spec: KeySpec, source: str) -> Any:
     if kind.startswith("optional_") and value is None:
         return None
 
-    if kind == "bool":
+    if kind in ("bool", "optional_bool"):
         if not isinstance(value, bool):
-            raise invalid("true or false")
+            raise invalid("true or false" + (" or null" if kind == "optional_bool" else ""))
         return value
 
     if kind == "int":

@@ -47,7 +47,7 @@ def test_settings_defaults_when_empty() -> None:
     settings = parse_settings("")
     assert settings.platform == "IOS"
     assert settings.submit_for_review.enabled is True
-    assert settings.submit_for_review.uses_non_exempt_encryption is False
+    assert settings.submit_for_review.uses_non_exempt_encryption is None
     assert settings.release.merge_from == "develop"
     assert settings.release.merge_into == "master"
     assert settings.release.tag == "v{version}"
@@ -201,3 +201,14 @@ def test_render_template_fills_fields(template: str, expected: str) -> None:
         template, version="1.2.0", build="42", platform="IOS", app="Acme"
     )
     assert rendered == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [("false", False), ("true", True), ("null", None)])
+def test_settings_encryption_answer_may_be_unset(text: str, expected: bool | None) -> None:
+    settings = parse_settings(f"submit_for_review:\n  uses_non_exempt_encryption: {text}\n")
+    assert settings.submit_for_review.uses_non_exempt_encryption is expected
+
+
+def test_settings_encryption_answer_rejects_string() -> None:
+    with pytest.raises(ConfigError, match="true or false or null"):
+        parse_settings("submit_for_review:\n  uses_non_exempt_encryption: 'no'\n")
