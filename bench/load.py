@@ -5,7 +5,7 @@ stand-in used by the tests, sends signed deliveries with unique event ids
 from several client processes, and reports:
 
 - accepted deliveries per second,
-- acknowledgement latency (request sent to answer read), p50 and p99,
+- acknowledgement latency (request sent to response read), p50 and p99,
 - receipt-to-dispatch latency (``relay.received_at`` to the stand-in's
   receipt of the dispatch), p50 and p99,
 - peak resident memory of each relay process (``VmHWM``).

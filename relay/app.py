@@ -1,7 +1,7 @@
 """The relay's HTTP side: receive, verify and record App Store Connect webhooks.
 
-The view answers only after the delivery is committed to SQLite; sending it
-to GitHub is the dispatcher's job, so App Store Connect gets its answer in
+The view responds only after the delivery is committed to SQLite; sending it
+to GitHub is the dispatcher's job, so App Store Connect gets its response in
 milliseconds whatever GitHub is doing.
 """
 
@@ -125,7 +125,7 @@ def _receive(route: str | None) -> Response:
 
     ids["delivery"] = recorded.id
     if not recorded.new:
-        logger.info("repeated delivery answered without dispatch", extra=ids)
+        logger.info("repeated delivery; not dispatched again", extra=ids)
         return _answer(200, {"status": "duplicate", "delivery": recorded.id})
     if state == "filtered":
         logger.info("delivery recorded; the route's filter skips it", extra=ids)
@@ -168,7 +168,7 @@ def _too_large(settings: Settings, ids: dict[str, Any]) -> Response:
     logger.warning(
         "rejected delivery: body over %d bytes", settings.max_body_bytes, extra=ids
     )
-    # "Connection: close" tells the client the rest of the body is not wanted.
+    # "Connection: close" lets the client stop sending the rest of the body.
     # gunicorn replaces hop-by-hop headers but stops draining an unread body
     # after 64 KiB and then closes the connection itself.
     return _answer(

@@ -1,9 +1,9 @@
 """Retry delays shared by the relay's dispatcher and the CI helpers.
 
-Both talk to rate-limited APIs (GitHub, App Store Connect, Slack, Jira) that
-say when to come back in one of two headers, so the rule lives in one place:
-a server's own hint wins, otherwise the delay grows exponentially from
-``base`` up to ``cap`` with full jitter.
+Both call rate-limited APIs (GitHub, App Store Connect, Slack, Jira) that may
+send a retry hint in one of two headers, so the rule lives in one place. A
+server's own hint wins. Otherwise the delay grows exponentially from ``base``
+up to ``cap``, with jitter.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ DEFAULT_ROUTE = "default"
 DEFAULT_EVENT_TYPE = "asc-webhook"
 DEFAULT_GITHUB_API_URL = "https://api.github.com"
 DEFAULT_DATABASE = "relay.db"
-#: Bodies above this size are answered 413 without being read.
+#: Bodies above this size get a 413 response without being read.
 MAX_BODY_BYTES = 1024 * 1024
 #: A delivery still failing this long after receipt is marked failed.
 DEFAULT_MAX_RETRY_AGE = 24 * 3600.0
@@ -56,7 +56,7 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class GitHubAuth:
-    """How a route authenticates to GitHub: a token, or a GitHub App."""
+    """Credentials a route uses for GitHub: a token, or a GitHub App."""
 
     token: str | None = field(default=None, repr=False)
     app_id: str | None = None
@@ -106,7 +106,7 @@ class Settings:
     log_format: str = "text"
 
     def secret_values(self) -> list[str]:
-        """Every secret the relay holds, for the log redaction filter."""
+        """Return every configured secret, for the log redaction filter."""
         values: list[str] = []
         for route in self.routes.values():
             values += [secret.decode("utf-8", "replace") for secret in route.secrets]

@@ -19,7 +19,7 @@ ASC_API_URL = "https://api.appstoreconnect.apple.com"
 #: ``client_payload`` and at most 65,535 characters in it.
 MAX_PAYLOAD_KEYS = 10
 MAX_PAYLOAD_CHARS = 65_535
-#: Longest string kept from the body for the routing facts. Longer values are
+#: Maximum length of a string kept from the body for the routing facts. Longer values are
 #: cut so a single field cannot crowd the payload past GitHub's limit.
 MAX_FACT_CHARS = 512
 
@@ -62,7 +62,7 @@ class Event:
 def parse_event(body: bytes) -> tuple[Event, dict[str, Any]]:
     """Parse a delivery body into its facts and the decoded document.
 
-    Raises :class:`InvalidPayload` with a reason fit for the HTTP answer.
+    Raises :class:`InvalidPayload` with a reason fit for the HTTP response.
     """
     try:
         text = body.decode("utf-8")

@@ -1,7 +1,7 @@
 """The relay's GitHub client: ``repository_dispatch`` and the token it needs.
 
 Requests are sent once each; the dispatcher decides about retries from the
-:class:`DispatchResult`, so a slow GitHub never holds a thread in a sleep.
+:class:`DispatchResult`, so a slow GitHub never keeps a thread asleep.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ TIMEOUT = (5.0, 20.0)
 APP_JWT_LIFETIME = 9 * 60
 #: An installation token lives an hour; it is renewed this long before expiry.
 TOKEN_RENEW_MARGIN = 5 * 60
-#: GitHub asks clients hit by a secondary rate limit without a hint to wait a minute.
+#: GitHub's documented wait after a secondary rate limit that came without a hint.
 SECONDARY_LIMIT_WAIT = 60.0
 
 
@@ -38,7 +38,7 @@ class DispatchResult:
     """What happened to one dispatch.
 
     ``outcome`` is ``sent``, ``retry`` (try again, after ``retry_after``
-    seconds when GitHub said so) or ``fatal`` (retrying cannot help).
+    seconds when GitHub sent a hint) or ``fatal`` (retrying cannot help).
     """
 
     outcome: str
@@ -86,7 +86,7 @@ class GitHubClient:
     def dispatch(
         self, event_type: str, client_payload: dict[str, Any]
     ) -> DispatchResult:
-        """Send one ``repository_dispatch`` and classify the answer."""
+        """Send one ``repository_dispatch`` and classify the response."""
         url = f"{self.api_url}/repos/{self.route.repository}/dispatches"
         body: dict[str, Any] = {
             "event_type": event_type,

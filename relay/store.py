@@ -1,8 +1,8 @@
 """The relay's durable outbox: every accepted delivery, in SQLite.
 
 A delivery is committed (WAL journal, ``synchronous=FULL``) before the HTTP
-answer goes out, and the dispatcher works only from this table, so a crash at
-any moment loses nothing. ``UNIQUE(route, dedupe_key)`` makes a repeated
+response is sent, and the dispatcher works only from this table, so a crash
+at any moment loses nothing. ``UNIQUE(route, dedupe_key)`` makes a repeated
 delivery, sequential or concurrent, a no-op.
 
 States: ``pending`` (waiting for its next attempt), ``sending`` (claimed by
@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-#: The most earlier state changes a dispatch carries. An App Store version
+#: The maximum number of earlier state changes a dispatch carries. An App Store version
 #: passes through about ten states, so this keeps a whole life with room to spare.
 HISTORY_LIMIT = 50
 
@@ -235,7 +235,7 @@ class Store:
         """Return deliveries left in ``sending`` by a stopped dispatcher to the queue.
 
         GitHub may or may not have received them, so they are marked
-        ``maybe_sent`` and the next dispatch says so in its payload.
+        ``maybe_sent`` and the next dispatch flags that in its payload.
         """
         with self.transaction() as db:
             cursor = db.execute(

@@ -201,7 +201,7 @@ def test_dispatch_backoff_grows_and_is_capped(
     ],
     ids=["401", "404"],
 )
-def test_dispatch_stops_at_once_on_auth_or_name_errors(
+def test_dispatch_fails_fast_on_401_404(
     store: Store,
     github: GitHubStandIn,
     repository: str,

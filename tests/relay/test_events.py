@@ -115,7 +115,7 @@ def test_parse_event_reads_external_beta_state() -> None:
     )
 
 
-def test_parse_event_reads_background_asset_form_without_data_wrapper() -> None:
+def test_parse_event_background_asset_form() -> None:
     body = json.dumps(
         {
             "data": {
