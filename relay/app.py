@@ -102,20 +102,8 @@ def _receive(route: str | None) -> Response:
         return _record_invalid(name, body, request_uuid, str(exc), ids)
 
     state = "pending" if target.accepts(event.type, event.new_state) else "filtered"
-    delivery = NewDelivery(
-        route=name,
-        dedupe_key=dedupe_key(event, body),
-        body=body,
-        state=state,
-        event_id=event.id,
-        event_type=event.type,
-        resource_type=event.resource.type if event.resource else None,
-        resource_id=event.resource.id if event.resource else None,
-        resource_url=event.resource.url if event.resource else None,
-        old_state=event.old_state,
-        new_state=event.new_state,
-        event_timestamp=event.timestamp,
-        request_uuid=request_uuid,
+    delivery = NewDelivery.for_event(
+        name, body, event, state=state, request_uuid=request_uuid
     )
     ids.update(event_id=event.id, event_type=event.type)
     try:

@@ -26,6 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from relay.events import Event, dedupe_key
+
 #: The maximum number of earlier state changes a dispatch carries. An App Store version
 #: passes through about ten states, so this keeps a whole life with room to spare.
 HISTORY_LIMIT = 50
@@ -96,6 +98,34 @@ class NewDelivery:
     new_state: str | None = None
     event_timestamp: str | None = None
     request_uuid: str | None = None
+
+    @classmethod
+    def for_event(
+        cls,
+        route: str,
+        body: bytes,
+        event: Event,
+        *,
+        state: str,
+        request_uuid: str | None,
+    ) -> NewDelivery:
+        """Describe a parsed event's delivery, keyed for repeat detection."""
+        resource = event.resource
+        return cls(
+            route=route,
+            dedupe_key=dedupe_key(event, body),
+            body=body,
+            state=state,
+            event_id=event.id,
+            event_type=event.type,
+            resource_type=resource.type if resource else None,
+            resource_id=resource.id if resource else None,
+            resource_url=resource.url if resource else None,
+            old_state=event.old_state,
+            new_state=event.new_state,
+            event_timestamp=event.timestamp,
+            request_uuid=request_uuid,
+        )
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from relay.config import GitHubAuth
 from relay.dispatcher import Dispatcher
-from relay.events import dedupe_key, parse_event
+from relay.events import parse_event
 from relay.github import GitHubClient
 from relay.samples import load_sample, with_fresh_id
 from relay.store import NewDelivery, Store
@@ -30,20 +30,8 @@ class Clock:
 
 def record(store: Store, body: bytes, route: str = "default") -> int:
     event, _ = parse_event(body)
-    delivery = NewDelivery(
-        route=route,
-        dedupe_key=dedupe_key(event, body),
-        body=body,
-        state="pending",
-        event_id=event.id,
-        event_type=event.type,
-        resource_type=event.resource.type if event.resource else None,
-        resource_id=event.resource.id if event.resource else None,
-        resource_url=event.resource.url if event.resource else None,
-        old_state=event.old_state,
-        new_state=event.new_state,
-        event_timestamp=event.timestamp,
-        request_uuid="req-1",
+    delivery = NewDelivery.for_event(
+        route, body, event, state="pending", request_uuid="req-1"
     )
     return store.record(delivery).id
 
