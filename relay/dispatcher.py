@@ -135,7 +135,20 @@ class Dispatcher:
         row = self.store.claim_next(self.clock())
         if row is None:
             return False
-        self.process(row)
+        try:
+            self.process(row)
+        except sqlite3.Error:
+            raise
+        except Exception as exc:  # one bad delivery must not stop the queue
+            # Left in "sending", the delivery would crash every restarted
+            # dispatcher in turn, so it is set aside as failed with the cause.
+            logger.exception("internal error while dispatching", extra=_log_ids(row))
+            self.store.finish(
+                row["id"],
+                "failed",
+                payload=None,
+                error=f"internal error: {type(exc).__name__}: {exc}"[:500],
+            )
         return True
 
     def process(self, row: sqlite3.Row) -> None:

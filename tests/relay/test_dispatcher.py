@@ -407,3 +407,27 @@ def test_app_auth_garbage_key_is_fatal_and_clear(tmp_path: Path) -> None:
     result = GitHubClient("http://127.0.0.1:9", route).dispatch("asc-webhook", {})
     assert result.outcome == "fatal"
     assert "GITHUB_APP_PRIVATE_KEY is not a PEM RSA private key" in result.message
+
+
+def test_dispatch_sets_aside_delivery_that_crashes(
+    store: Store, github: GitHubStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bad = record(store, with_fresh_id(load_sample("webhook-ping-created"), "bad"))
+    good = record(store, with_fresh_id(load_sample("webhook-ping-created"), "good"))
+    dispatcher = dispatcher_for(store, github)
+    original = dispatcher._payload
+
+    def explode_once(row: Any) -> dict[str, Any]:
+        if row["event_id"] == "bad":
+            raise ValueError("unexpected shape")
+        return original(row)
+
+    monkeypatch.setattr(dispatcher, "_payload", explode_once)
+    while dispatcher.run_once():
+        pass
+    assert store.get(bad)["state"] == "failed"
+    assert (
+        store.get(bad)["last_error"] == "internal error: ValueError: unexpected shape"
+    )
+    assert store.get(good)["state"] == "dispatched"
+    assert github.dispatched_ids() == ["good"]
