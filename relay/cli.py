@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import os
+import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -165,6 +166,7 @@ def _serve(args: argparse.Namespace) -> int:
         raise ConfigError(f"--port {args.port} is not a TCP port: use 1 to 65535")
     if args.workers < 1 or args.threads < 1:
         raise ConfigError("--workers and --threads must be at least 1")
+    open_store(settings.database).close()
     return serve(
         settings,
         host=args.host,
@@ -245,7 +247,18 @@ def _open_database(path: str | None) -> Store:
             f"no relay database at {database!r}: pass --database or set RELAY_DATABASE "
             "to the file the relay writes"
         )
-    return Store(database)
+    return open_store(database)
+
+
+def open_store(database: str) -> Store:
+    """Open the relay database, turning SQLite's errors into a clear message."""
+    try:
+        return Store(database)
+    except (sqlite3.Error, OSError) as exc:
+        raise ConfigError(
+            f"cannot use the relay database {database!r}: {exc}; check RELAY_DATABASE "
+            "and that the relay's user can write the file and its directory"
+        ) from None
 
 
 def _events(args: argparse.Namespace) -> int:

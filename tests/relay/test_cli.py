@@ -251,3 +251,15 @@ def test_usage_error_exits_2() -> None:
     )
     assert result.returncode == 2
     assert "invalid choice" in result.stderr
+
+
+def test_serve_with_unwritable_database_is_config_error(
+    env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    monkeypatch.setenv("RELAY_DATABASE", str(blocker / "relay.db"))
+    assert main(["serve", "--port", "8099"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot use the relay database" in err
+    assert "Traceback" not in err
