@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from responses import matchers
 
-from ci import cli
+from ci import cli, cli_commands
 from ci.event import ACTIONS
 from ci.summary import format_output, parse_outputs
 from tests.ci.support import (
@@ -368,7 +368,7 @@ def test_unexpected_error_one_line(
     def explode(*args: object, **kwargs: object) -> None:
         raise RuntimeError(f"boom with {SECRETS['GITHUB_TOKEN']}")
 
-    monkeypatch.setattr(cli, "route", explode)
+    monkeypatch.setattr(cli_commands, "route", explode)
     ping = next(path for path in sample_paths() if "ping" in path.name)
     code = cli.main(["route", "--payload-file", str(ping)], env)
     captured = capsys.readouterr()
@@ -387,7 +387,7 @@ def test_unexpected_error_debug_traceback(
     def explode(*args: object, **kwargs: object) -> None:
         raise RuntimeError(f"boom with {SECRETS['GITHUB_TOKEN']}")
 
-    monkeypatch.setattr(cli, "route", explode)
+    monkeypatch.setattr(cli_commands, "route", explode)
     ping = next(path for path in sample_paths() if "ping" in path.name)
     code = cli.main(["route", "--debug", "--payload-file", str(ping)], env)
     captured = capsys.readouterr()
