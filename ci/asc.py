@@ -35,12 +35,7 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
-from ci.asc_documents import (
-    CrashSubmission,
-    Document,
-    attribute,
-    related_id,
-)
+from ci.asc_documents import CrashSubmission, Document, attribute, related_id
 from ci.asc_errors import (
     AGREEMENTS_HINT,
     FORBIDDEN_HINT,

@@ -17,18 +17,10 @@ from datetime import date
 
 from ci.asc import AppStoreConnect
 from ci.github import GitHub
-from ci.jira import (
-    Jira,
-    JiraIssue,
-)
-from ci.notify import send_message
+from ci.jira import Jira, JiraIssue
+from ci.notify_send import send_message
 from ci.outcome import Outcome
-from ci.release_github import (
-    MergeState,
-    github_release_step,
-    merge_step,
-    tag_step,
-)
+from ci.release_github import MergeState, github_release_step, merge_step, tag_step
 from ci.release_jira import jira_steps
 from ci.release_version import VersionInfo, fetch_version
 from ci.settings import Settings, render_template

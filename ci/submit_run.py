@@ -6,10 +6,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ci.asc import (
-    AppStoreConnect,
-    validate_platform,
-)
+from ci.asc import AppStoreConnect, validate_platform
 from ci.errors import AutomationError, ConfigError
 from ci.outcome import Outcome
 

@@ -9,12 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ci.asc import (
-    APP_VERSION_STATES,
-    attribute,
-    parse_state,
-    related_id,
-)
+from ci.asc import APP_VERSION_STATES, attribute, parse_state, related_id
 from ci.http import ApiError, ConflictError
 from ci.submit_run import StopRun, SubmitRun
 
