@@ -23,7 +23,7 @@ from ci.notify import (
     review_duration,
 )
 from ci.settings import Settings, parse_settings
-from ci.slack import Slack
+from ci.slack import SECTION_TEXT_LIMIT, TRUNCATION_MARKER, Slack
 from tests.ci.support import (
     ASC_URL,
     SLACK_WEBHOOK_URL,
@@ -406,6 +406,32 @@ def test_screenshot_feedback_hides_tester(mocked: responses.RequestsMock) -> Non
     assert "18.4" in message
     assert "(77)" in message
     assert "<https://example.test/s1.png?sig=a%7Cb|Screenshot 1" in message
+
+
+def test_screenshot_feedback_long_comment_cut(mocked: responses.RequestsMock) -> None:
+    body = screenshot_document()
+    comment = 'He said "it\'s broken"\nline two 🚀 & <x> ' + "🙂" * 5000
+    body["data"]["attributes"]["comment"] = comment
+    mocked.get(f"{ASC_URL}/v1/betaFeedbackScreenshotSubmissions/fs-1", json=body)
+    mock_slack(mocked)
+
+    outcome = notify_feedback(make_asc(), Settings(), slack(), screenshot_id="fs-1")
+
+    raw = mocked.calls[-1].request.body
+    message = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
+    sections = [
+        block["text"]["text"]
+        for block in message["blocks"]
+        if block["type"] == "section" and "text" in block
+    ]
+    quoted = next(text for text in sections if "He said" in text)
+    assert not outcome.failed
+    assert quoted.startswith('>He said "it\'s broken"\n>line two 🚀 &amp; &lt;x&gt; ')
+    assert quoted.endswith(TRUNCATION_MARKER)
+    assert len(quoted) <= SECTION_TEXT_LIMIT
+    assert all(len(text) <= SECTION_TEXT_LIMIT for text in sections)
+    # A code point cut in half leaves a lone surrogate, which UTF-8 cannot encode.
+    json.dumps(message, ensure_ascii=False).encode("utf-8")
 
 
 def test_screenshot_feedback_shows_tester_when_allowed(
