@@ -377,11 +377,10 @@ def test_dispatch_read_timeout_is_retried(
         (502, b"<html><body>Bad gateway</body></html>", "text/html", "pending"),
         (500, b"", "application/json", "pending"),
         (503, b"{not json", "application/json", "pending"),
-        (200, b"ok", "text/plain", "dispatched"),
         (204, b"", "application/json", "dispatched"),
         (418, b"\xff\xfe\x00", "application/octet-stream", "failed"),
     ],
-    ids=["html-502", "empty-500", "broken-json-503", "text-200", "204", "binary-418"],
+    ids=["html-502", "empty-500", "broken-json-503", "204", "binary-418"],
 )
 def test_dispatch_non_json_responses(
     store: Store, status: int, body: bytes, content_type: str, state: str
