@@ -361,6 +361,113 @@ def test_release_protected_branch_reuses_pull(mocked: responses.RequestsMock) ->
     assert statuses(outcome)["tag"] == "skipped"
 
 
+BLOCKED_MERGES = [
+    pytest.param(409, {"message": "Merge conflict"}, "merge conflict", id="conflict"),
+    pytest.param(
+        403,
+        {"message": "Protected branch update failed for refs/heads/master."},
+        "branch protection blocks the merge",
+        id="protected-403",
+    ),
+    pytest.param(
+        422,
+        {"message": 'Required status check "build" is expected.'},
+        "branch protection blocks the merge",
+        id="status-check-422",
+    ),
+    pytest.param(
+        409,
+        {
+            "message": "Repository rule violations found\n\n"
+            "Changes must be made through a pull request.\n\n"
+        },
+        "branch protection blocks the merge",
+        id="ruleset-409",
+    ),
+]
+
+
+@pytest.mark.parametrize(("status", "body", "reason"), BLOCKED_MERGES)
+def test_release_blocked_merge_opens_pull(
+    ordered: responses.RequestsMock, status: int, body: object, reason: str
+) -> None:
+    mock_version(ordered)
+    mock_merge(ordered, status, body)
+    ordered.get(
+        f"{REPO}/pulls",
+        json=[],
+        match=[
+            matchers.query_param_matcher(
+                {"head": "acme:develop", "base": "master", "state": "open"}
+            )
+        ],
+    )
+    ordered.post(
+        f"{REPO}/pulls",
+        status=201,
+        json={"number": 12, "html_url": "https://github.com/acme/app/pull/12"},
+        match=[
+            matchers.json_params_matcher(
+                {"head": "develop", "base": "master"}, strict_match=False
+            )
+        ],
+    )
+
+    outcome = run(Settings(), with_slack=False)
+
+    assert statuses(outcome)["merge"] == "done"
+    assert f"{reason}; opened pull request #12" in detail(outcome, "merge")
+    assert statuses(outcome)["tag"] == "skipped"
+    assert outcome.outputs["pull_request"] == "https://github.com/acme/app/pull/12"
+    assert outcome.failed is False
+
+
+@pytest.mark.parametrize(("status", "body", "reason"), BLOCKED_MERGES)
+def test_release_blocked_merge_reuses_pull(
+    ordered: responses.RequestsMock, status: int, body: object, reason: str
+) -> None:
+    mock_version(ordered)
+    mock_merge(ordered, status, body)
+    ordered.get(
+        f"{REPO}/pulls",
+        json=[{"number": 7, "html_url": "https://github.com/acme/app/pull/7"}],
+    )
+
+    outcome = run(Settings(), with_slack=False)
+
+    assert statuses(outcome)["merge"] == "unchanged"
+    assert f"{reason}; pull request #7" in detail(outcome, "merge")
+    assert statuses(outcome)["tag"] == "skipped"
+    # The version GET and the merge POST, then only the pull request lookup.
+    assert [call.request.method for call in ordered.calls] == ["GET", "POST", "GET"]
+    assert outcome.failed is False
+
+
+def test_release_annotated_tag_other_commit(mocked: responses.RequestsMock) -> None:
+    mock_version(mocked)
+    mock_merge(mocked, 201, {"sha": MERGE_SHA})
+    tag_object_sha = "2222222222222222222222222222222222222222"
+    mocked.get(
+        f"{REPO}/git/ref/tags/v1.101.0",
+        json={
+            "ref": "refs/tags/v1.101.0",
+            "object": {"sha": tag_object_sha, "type": "tag"},
+        },
+    )
+    mocked.get(
+        f"{REPO}/git/tags/{tag_object_sha}",
+        json={"sha": tag_object_sha, "object": {"sha": OTHER_SHA, "type": "commit"}},
+    )
+
+    outcome = run(Settings(), with_slack=False)
+
+    assert statuses(outcome)["tag"] == "failed"
+    assert OTHER_SHA in detail(outcome, "tag")
+    assert MERGE_SHA in detail(outcome, "tag")
+    assert tag_object_sha not in detail(outcome, "tag")
+    assert outcome.failed is True
+
+
 @pytest.mark.parametrize(
     ("message", "setting"),
     [
