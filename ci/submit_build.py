@@ -48,7 +48,7 @@ def wait_for_build(run: SubmitRun, build_upload_id: str) -> bool:
                 f"Timed out after {options.build_wait_timeout:.0f} s waiting for "
                 f"build upload {build_upload_id} to become VALID (now {status}): "
                 "run this again once App Store Connect has processed the build, "
-                "or raise build_wait_timeout",
+                "or raise submit_for_review.build_wait_timeout",
             )
         delay = exponential_delay(
             polls, base=options.build_poll_interval, cap=options.build_poll_max_interval

@@ -474,7 +474,7 @@ def test_build_wait_times_out(
     assert outcome.failed
     assert steps(outcome)["build"] == "failed"
     assert "Timed out after 100 s" in detail(outcome, "build")
-    assert "build_wait_timeout" in detail(outcome, "build")
+    assert "submit_for_review.build_wait_timeout" in detail(outcome, "build")
     assert sum(clock.sleeps) == pytest.approx(100)
 
 
@@ -667,6 +667,35 @@ def test_export_compliance_keeps_plist_value(
 
 
 # Review submissions
+
+
+@pytest.mark.parametrize(
+    "state", ["WAITING_FOR_REVIEW", "IN_REVIEW", "UNRESOLVED_ISSUES"]
+)
+def test_this_version_in_flight_not_resubmitted(
+    asc: AppStoreConnect, clock: FakeClock, ordered: responses.RequestsMock, state: str
+) -> None:
+    mock_upload(ordered)
+    mock_build(ordered, encryption=False)
+    mock_versions(ordered, [version_resource("WAITING_FOR_REVIEW", build=BUILD)])
+    mock_submissions(
+        ordered,
+        IN_FLIGHT,
+        [
+            submission_resource("rs-old", state, ["asv-old"]),
+            submission_resource(SUBMISSION, state, [None, VERSION]),
+        ],
+    )
+
+    outcome = run(asc, clock, cancel_other_submission=True)
+
+    assert not outcome.failed
+    assert steps(outcome)["review submission"] == "unchanged"
+    assert f"already submitted ({SUBMISSION}, {state})" in detail(
+        outcome, "review submission"
+    )
+    assert outcome.outputs["review_submission_id"] == SUBMISSION
+    assert all(call.request.method == "GET" for call in ordered.calls)
 
 
 def test_other_version_in_flight_stops(
