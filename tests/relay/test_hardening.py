@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 import relay.github
 from relay.app import create_app
+from relay.config import load_settings
 from relay.dispatcher import Dispatcher
 from relay.events import (
     MAX_PAYLOAD_CHARS,
@@ -258,6 +259,47 @@ def test_invalid_and_filtered_deliveries_never_dispatched(
     settings = make_settings(store.path, route, github_api_url=github.url)
     assert Dispatcher(settings, store).run_once() is False
     assert github.requests == []
+
+
+def test_many_routes_keep_secrets_apart(tmp_path: Path) -> None:
+    names = [f"app-{number}" for number in range(40)]
+    routes = {
+        name: {"repository": REPOSITORY, "secret_env": f"SECRET_{number}"}
+        for number, name in enumerate(names)
+    }
+    config = tmp_path / "relay.yml"
+    config.write_text(json.dumps({"routes": routes}))
+    env = {"RELAY_CONFIG": str(config), "GITHUB_TOKEN": TOKEN}
+    env.update({f"SECRET_{number}": f"secret-{number}-value" for number in range(40)})
+    settings = load_settings(env)
+    store = Store(str(tmp_path / "relay.db"))
+    client = create_app(settings, store).test_client()
+
+    for number, name in enumerate(names):
+        body = with_fresh_id(load_sample("build-upload-complete"))
+        own = sign(f"secret-{number}-value", body)
+        neighbour = sign(f"secret-{(number + 1) % 40}-value", body)
+        path = f"/webhook/{name}"
+        wrong = client.post(path, data=body, headers={"x-apple-signature": neighbour})
+        right = client.post(path, data=body, headers={"x-apple-signature": own})
+        assert wrong.status_code == 401, name
+        assert right.status_code == 200, name
+    assert {row["route"] for row in store.recent(limit=100)} == set(names)
+    store.close()
+
+
+def test_github_token_file_is_read(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("token-from-file\n")
+    env = {
+        "ASC_WEBHOOK_SECRET": SECRET,
+        "GITHUB_REPOSITORY": REPOSITORY,
+        "GITHUB_TOKEN_FILE": str(token_file),
+    }
+    github = load_settings(env).routes["default"].github
+    assert github is not None
+    assert github.token == "token-from-file"
+    assert "token-from-file" in load_settings(env).secret_values()
 
 
 # Dispatch payloads
