@@ -118,13 +118,16 @@ def _receive(route: str | None) -> Response:
     if state == "filtered":
         logger.info("delivery recorded; the route's filter skips it", extra=ids)
         return _answer(200, {"status": "filtered", "delivery": recorded.id})
-    logger.info(
-        "delivery accepted: %s %s -> %s",
-        event.type,
-        event.old_state,
-        event.new_state,
-        extra=ids,
-    )
+    if event.old_state is None and event.new_state is None:
+        logger.info("delivery accepted: %s", event.type, extra=ids)
+    else:
+        logger.info(
+            "delivery accepted: %s %s -> %s",
+            event.type,
+            event.old_state or "?",
+            event.new_state or "?",
+            extra=ids,
+        )
     return _answer(200, {"status": "accepted", "delivery": recorded.id})
 
 
@@ -138,6 +141,7 @@ def _record_invalid(
         body=body,
         state="invalid",
         request_uuid=request_uuid,
+        note=reason,
     )
     try:
         recorded = _store().record(delivery)

@@ -18,7 +18,7 @@ from pathlib import Path
 import requests
 
 from relay import __version__
-from relay.config import ConfigError, load_settings
+from relay.config import DEFAULT_ROUTE, ConfigError, Route, load_settings
 from relay.logs import setup_logging
 from relay.samples import SAMPLE_NAMES, load_sample
 from relay.signatures import sign
@@ -114,7 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
         "so the relay does not treat the delivery as a repeat)",
     )
     send.add_argument(
-        "--timeout", type=float, default=15.0, help="seconds (default: %(default)s)"
+        "--timeout",
+        type=_positive_seconds,
+        default=15.0,
+        help="seconds to wait for the relay (default: %(default)s)",
     )
     send.set_defaults(handler=_send_test)
 
@@ -124,7 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("--state", choices=STATES, help="only deliveries in this state")
     events.add_argument("--route", help="only deliveries to this route")
     events.add_argument(
-        "--limit", type=int, default=50, help="rows to show (default: %(default)s)"
+        "--limit",
+        type=_positive_int,
+        default=50,
+        help="rows to show (default: %(default)s)",
     )
     events.add_argument("--json", action="store_true", help="print JSON lines")
     events.add_argument("--database", help="SQLite file (default: $RELAY_DATABASE)")
@@ -205,8 +211,28 @@ def _send_test(args: argparse.Namespace) -> int:
         response = requests.post(
             args.url, data=body, headers=headers, timeout=args.timeout
         )
-    except requests.RequestException as exc:
-        print(f"POST {args.url} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+    except (
+        requests.exceptions.MissingSchema,
+        requests.exceptions.InvalidSchema,
+        requests.exceptions.InvalidURL,
+    ):
+        raise ConfigError(
+            f"URL {args.url!r} is invalid: give the relay's webhook URL, starting "
+            "with http:// or https://"
+        ) from None
+    except requests.Timeout:
+        print(
+            f"POST {args.url} timed out after {args.timeout:g} s: check that the relay "
+            "is running and reachable, or raise --timeout",
+            file=sys.stderr,
+        )
+        return 1
+    except requests.ConnectionError:
+        print(
+            f"POST {args.url} failed: ConnectionError: nothing answered; check that the "
+            "relay is running and that the host and port are right",
+            file=sys.stderr,
+        )
         return 1
     print(f"POST {args.url} -> {response.status_code}")
     print(response.text.strip()[:2000])
@@ -283,7 +309,7 @@ def _events(args: argparse.Namespace) -> int:
         print(
             f"{row['id']:>6}  {row['received_at']:<24}  {row['route'][:10]:<10}  "
             f"{(row['event_type'] or '-')[:40]:<40}  {change[:45]:<45}  {row['state']:<10}  "
-            f"{row['attempts']:>5}  {(row['last_error'] or '')[:120]}"
+            f"{row['attempts']:>5}  {row['last_error'] or ''}"
         )
     return 0
 
@@ -324,16 +350,12 @@ def _check(args: argparse.Namespace) -> int:
     from relay.github import GitHubClient, GitHubError
 
     settings = load_settings()
-    print(f"database: {settings.database}")
+    open_store(settings.database).close()
+    print(f"database: {settings.database} (writable)")
     print(f"GitHub API: {settings.github_api_url}")
     failures = 0
     for route in settings.routes.values():
-        auth = "none (dry run)" if route.github is None else route.github.kind
-        filters = ", ".join(sorted(route.events)) if route.events else "all events"
-        print(
-            f"route {route.name!r}: POST {route.path} -> {route.repository} "
-            f"(event_type {route.event_type!r}, {len(route.secrets)} secret(s), auth {auth}, {filters})"
-        )
+        _describe_route(route)
         if args.offline or route.github is None:
             continue
         try:
@@ -341,11 +363,7 @@ def _check(args: argparse.Namespace) -> int:
         except GitHubError as exc:
             failures += 1
             print(f"  FAILED: {exc}")
-            if exc.status == 404:
-                print(
-                    "  The repository name is wrong or the token cannot see it: fix "
-                    "GITHUB_REPOSITORY or grant the token access to the repository."
-                )
+            print(f"  {_check_hint(route, exc.status)}")
             continue
         permissions = repository.get("permissions") or {}
         if permissions and not permissions.get("push", False):
@@ -355,10 +373,72 @@ def _check(args: argparse.Namespace) -> int:
                 "repository_dispatch needs Contents: read and write"
             )
             continue
-        print(
-            f"  ok: the token can see {repository.get('full_name', route.repository)}"
-        )
+        name = repository.get("full_name", route.repository)
+        print(f"  ok: the token can see {name} and write to it")
     return 1 if failures else 0
+
+
+def _describe_route(route: Route) -> None:
+    if route.github is None:
+        auth = "none (dry run)"
+    elif route.github.kind == "token":
+        auth = f"token from {route.github.source}"
+    else:
+        auth = f"GitHub App {route.github.app_id} (key from {route.github.source})"
+    events = ", ".join(sorted(route.events)) if route.events else "all events"
+    states = ", ".join(sorted(route.states)) if route.states else "all states"
+    print(f"route {route.name!r}: POST {route.path} -> {route.repository}")
+    print(
+        f"  event_type {route.event_type!r}, {len(route.secrets)} secret(s), "
+        f"auth {auth}"
+    )
+    print(f"  filter: {events}; {states}")
+
+
+def _check_hint(route: Route, status: int | None) -> str:
+    setting = (
+        "GITHUB_REPOSITORY"
+        if route.name == DEFAULT_ROUTE and not os.environ.get("RELAY_CONFIG")
+        else f"routes.{route.name}.repository"
+    )
+    if status == 401:
+        return (
+            "The token is invalid or expired: create a new one and update its secret."
+        )
+    if status == 403:
+        return "The token lacks access: grant it Contents: read and write on the repository."
+    if status == 404:
+        return (
+            f"The repository name is wrong or the token cannot see it: fix {setting} "
+            "or grant the token access to the repository."
+        )
+    if status is None:
+        return "GitHub did not answer: check GITHUB_API_URL and the VM's network."
+    return "See GitHub's message above."
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a positive number of seconds"
+        )
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a whole number of at least 1"
+        )
+    return value
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from relay.events import KNOWN_EVENT_TYPES, KNOWN_STATES
+
 DEFAULT_ROUTE = "default"
 DEFAULT_EVENT_TYPE = "asc-webhook"
 DEFAULT_GITHUB_API_URL = "https://api.github.com"
@@ -62,6 +64,8 @@ class GitHubAuth:
     app_id: str | None = None
     app_private_key: str | None = field(default=None, repr=False)
     installation_id: str | None = None
+    #: Where the token or private key came from, for ``asc-relay check``.
+    source: str = ""
 
     @property
     def kind(self) -> str:
@@ -234,8 +238,20 @@ def _routes_from_yaml(
                 str(spec.get("event_type", DEFAULT_EVENT_TYPE)), f"{where}.event_type"
             ),
             github=github,
-            events=_name_set(spec.get("events"), f"{where}.events", _event_name),
-            states=_name_set(spec.get("states"), f"{where}.states", str.upper),
+            events=_name_set(
+                spec.get("events"),
+                f"{where}.events",
+                _event_name,
+                KNOWN_EVENT_TYPES,
+                "an event type",
+            ),
+            states=_name_set(
+                spec.get("states"),
+                f"{where}.states",
+                str.upper,
+                KNOWN_STATES,
+                "a state",
+            ),
         )
     return routes
 
@@ -280,22 +296,41 @@ def _read_value(
     *,
     from_yaml: bool,
 ) -> str | None:
-    """Read a secret from an environment variable or from a file.
+    """Read a secret from an environment variable or from a file."""
+    return _read_source(env, env_name, file_name, from_yaml=from_yaml)[0]
+
+
+def _read_source(
+    env: Mapping[str, str],
+    env_name: str | None,
+    file_name: str | None,
+    *,
+    from_yaml: bool,
+) -> tuple[str | None, str | None]:
+    """Return a secret and a label naming where it came from.
 
     In environment mode ``file_name`` is the name of a variable holding a
     path (``ASC_WEBHOOK_SECRET_FILE``); in YAML mode it is the path itself.
+    Setting both the variable and the file is an error, because it is not
+    obvious which one wins.
     """
-    if env_name and env.get(env_name, "").strip():
-        return env[env_name].strip()
-    if not file_name:
-        return None
-    path = file_name if from_yaml else env.get(file_name, "").strip()
+    direct = env.get(env_name, "").strip() if env_name else ""
+    path = ""
+    if file_name:
+        path = file_name if from_yaml else env.get(file_name, "").strip()
+    if direct and path:
+        file_label = path if from_yaml else file_name
+        raise ConfigError(
+            f"both {env_name} and {file_label} are set: keep only one of them"
+        )
+    if direct:
+        return direct, env_name
     if not path:
-        return None
+        return None, None
+    label = path if from_yaml else f"{file_name}={path}"
     try:
-        return Path(path).read_text(encoding="utf-8").strip() or None
+        return Path(path).read_text(encoding="utf-8").strip() or None, label
     except OSError as exc:
-        label = path if from_yaml else f"{file_name}={path}"
         raise ConfigError(
             f"cannot read {label}: {exc.strerror or exc}; check the path and that the "
             "relay's user can read it"
@@ -313,10 +348,11 @@ def _github_auth(
     where: str,
     from_yaml: bool = False,
 ) -> GitHubAuth | None:
-    token_value = _read_value(env, *token, from_yaml=from_yaml)
-    key_value = _read_value(env, *key, from_yaml=from_yaml)
-    if from_yaml and not (token_value or app_id):
-        # A route without its own credentials uses the relay-wide ones.
+    token_value, token_source = _read_source(env, *token, from_yaml=from_yaml)
+    key_value, key_source = _read_source(env, *key, from_yaml=from_yaml)
+    named = any(token) or app_id or any(key)
+    if from_yaml and not named:
+        # A route that names no credentials of its own uses the relay-wide ones.
         return _github_auth(
             env,
             token=("GITHUB_TOKEN", "GITHUB_TOKEN_FILE"),
@@ -326,8 +362,14 @@ def _github_auth(
             dry_run=dry_run,
             where=where,
         )
+    if from_yaml and any(token) and not token_value:
+        names = " or ".join(name for name in token if name)
+        raise ConfigError(
+            f"{where} names a GitHub token in {names}, but it is empty or unset: set it, "
+            "or remove github_token_env/github_token_file to use GITHUB_TOKEN"
+        )
     if token_value:
-        return GitHubAuth(token=token_value)
+        return GitHubAuth(token=token_value, source=token_source or "")
     if app_id:
         if not app_id.strip().isdigit():
             raise ConfigError(
@@ -347,6 +389,7 @@ def _github_auth(
             app_id=app_id.strip(),
             app_private_key=key_value.replace("\\n", "\n"),
             installation_id=installation_id.strip() if installation_id else None,
+            source=key_source or "",
         )
     if dry_run:
         return None
@@ -386,14 +429,25 @@ def _event_name(value: str) -> str:
     return value
 
 
-def _name_set(raw: Any, name: str, normalise: Any) -> frozenset[str] | None:
+def _name_set(
+    raw: Any, name: str, normalise: Any, known: frozenset[str], kind: str
+) -> frozenset[str] | None:
     if raw is None:
         return None
     if not isinstance(raw, list) or not all(
         isinstance(item, str) and item for item in raw
     ):
         raise ConfigError(f"{name} must be a list of names, got {raw!r}")
-    return frozenset(normalise(item.strip()) for item in raw)
+    names = frozenset(normalise(item.strip()) for item in raw)
+    unknown = sorted(names - known)
+    if unknown:
+        # A misspelt name would silently filter out every matching delivery.
+        raise ConfigError(
+            f"{name} contains {unknown[0]!r}, which is not {kind} App Store Connect "
+            f"sends; known: {', '.join(sorted(known))}. If Apple added it after this "
+            "release, leave the filter out until the relay is upgraded"
+        )
+    return names
 
 
 def _read_yaml(path: str) -> dict[str, Any]:

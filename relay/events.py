@@ -23,6 +23,44 @@ MAX_PAYLOAD_CHARS = 65_535
 #: cut so a single field cannot crowd the payload past GitHub's limit.
 MAX_FACT_CHARS = 512
 
+#: The ``data.type`` values App Store Connect sends, as of API 4.4 (2026),
+#: plus the test ping. Unknown types are still accepted and forwarded; this
+#: list only catches typos in route filters.
+KNOWN_EVENT_TYPES = frozenset(
+    {
+        "appStoreVersionAppVersionStateUpdated",
+        "betaFeedbackScreenshotSubmissionCreated",
+        "betaFeedbackCrashSubmissionCreated",
+        "buildUploadStateUpdated",
+        "buildBetaDetailExternalBuildStateUpdated",
+        "backgroundAssetVersionStateUpdated",
+        "backgroundAssetVersionInternalBetaReleaseCreated",
+        "backgroundAssetVersionExternalBetaReleaseStateUpdated",
+        "backgroundAssetVersionAppStoreReleaseStateUpdated",
+        "alternativeDistributionPackageVersionCreated",
+        "alternativeDistributionPackageAvailableUpdated",
+        "alternativeDistributionTerritoryAvailabilityUpdated",
+        "webhookPingCreated",
+    }
+)
+#: Every state the events above report: build upload, App Store version,
+#: TestFlight external beta and background-asset states.
+KNOWN_STATES = frozenset(
+    """
+    AWAITING_UPLOAD PROCESSING FAILED COMPLETE
+    ACCEPTED DEVELOPER_REJECTED IN_REVIEW INVALID_BINARY METADATA_REJECTED
+    PENDING_APPLE_RELEASE PENDING_DEVELOPER_RELEASE PREPARE_FOR_SUBMISSION
+    PROCESSING_FOR_DISTRIBUTION READY_FOR_DISTRIBUTION READY_FOR_REVIEW REJECTED
+    REPLACED_WITH_NEW_VERSION WAITING_FOR_EXPORT_COMPLIANCE WAITING_FOR_REVIEW
+    DEVELOPER_REMOVED_FROM_SALE PENDING_CONTRACT PREORDER_READY_FOR_SALE
+    PROCESSING_FOR_APP_STORE READY_FOR_SALE REMOVED_FROM_SALE NOT_APPLICABLE
+    PROCESSING_EXCEPTION MISSING_EXPORT_COMPLIANCE READY_FOR_BETA_TESTING
+    IN_BETA_TESTING EXPIRED READY_FOR_BETA_SUBMISSION IN_EXPORT_COMPLIANCE_REVIEW
+    WAITING_FOR_BETA_REVIEW IN_BETA_REVIEW BETA_REJECTED BETA_APPROVED
+    PROCESSING_FOR_TESTING READY_FOR_TESTING SUPERSEDED
+    """.split()  # noqa: SIM905 - one line per enum reads better than 40 literals
+)
+
 # Attribute pairs that carry a state change, by event family.
 STATE_ATTRIBUTES = (
     ("oldState", "newState"),

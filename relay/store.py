@@ -98,6 +98,8 @@ class NewDelivery:
     new_state: str | None = None
     event_timestamp: str | None = None
     request_uuid: str | None = None
+    #: Why an ``invalid`` delivery could not be read, kept as its last error.
+    note: str | None = None
 
     @classmethod
     def for_event(
@@ -227,8 +229,8 @@ class Store:
                 """INSERT OR IGNORE INTO deliveries (
                     route, dedupe_key, event_id, event_type, resource_type, resource_id,
                     resource_url, old_state, new_state, event_timestamp, request_uuid,
-                    received_at, received_ts, body, state
-                ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                    received_at, received_ts, body, state, last_error
+                ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 (
                     delivery.route,
                     delivery.dedupe_key,
@@ -245,6 +247,7 @@ class Store:
                     moment.timestamp(),
                     delivery.body,
                     delivery.state,
+                    delivery.note,
                 ),
             )
             if cursor.rowcount == 1:

@@ -263,3 +263,85 @@ def test_serve_with_unwritable_database_is_config_error(
     err = capsys.readouterr().err
     assert "cannot use the relay database" in err
     assert "Traceback" not in err
+
+
+def test_check_names_token_source_and_filter(
+    env: dict[str, str],
+    github: GitHubStandIn,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: Any,
+) -> None:
+    monkeypatch.setenv("GITHUB_API_URL", github.url)
+    assert main(["check"]) == 0
+    out = capsys.readouterr().out
+    assert "auth token from GITHUB_TOKEN" in out
+    assert "filter: all events; all states" in out
+    assert "and write to it" in out
+
+
+def test_check_401_explains_expired_token(
+    env: dict[str, str],
+    github: GitHubStandIn,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: Any,
+) -> None:
+    monkeypatch.setenv("GITHUB_API_URL", github.url)
+    monkeypatch.setenv("GITHUB_TOKEN", "expired-token-value")
+    assert main(["check"]) == 1
+    assert "invalid or expired" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "command", [["events"], ["redeliver", "1"], ["check", "--offline"]]
+)
+def test_database_that_is_not_sqlite_is_config_error(
+    env: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: Any,
+    command: list[str],
+) -> None:
+    bogus = tmp_path / "notes.txt"
+    bogus.write_text("these are not the pages of a database\n" * 200)
+    monkeypatch.setenv("RELAY_DATABASE", str(bogus))
+    assert main(command) == 2
+    err = capsys.readouterr().err
+    assert "cannot use the relay database" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "soon"])
+def test_send_test_rejects_bad_timeout(
+    env: dict[str, str], value: str, capsys: Any
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["send-test", "http://127.0.0.1:9/webhook", "--timeout", value])
+    assert caught.value.code == 2
+    assert "not a positive number of seconds" in capsys.readouterr().err
+
+
+def test_send_test_url_without_scheme(env: dict[str, str], capsys: Any) -> None:
+    assert main(["send-test", "relay.example.com/webhook"]) == 2
+    assert "starting with http:// or https://" in capsys.readouterr().err
+
+
+def test_events_shows_invalid_reason(
+    env: dict[str, str], store: Store, capsys: Any
+) -> None:
+    store.record(
+        NewDelivery(
+            route="default",
+            dedupe_key="sha256:x",
+            body=b"[]",
+            state="invalid",
+            note="body is not a JSON object",
+        )
+    )
+    assert main(["events"]) == 0
+    assert "body is not a JSON object" in capsys.readouterr().out
+
+
+def test_events_rejects_zero_limit(env: dict[str, str], capsys: Any) -> None:
+    with pytest.raises(SystemExit):
+        main(["events", "--limit", "0"])
+    assert "at least 1" in capsys.readouterr().err

@@ -285,3 +285,63 @@ def test_invalid_yaml_is_rejected(tmp_path: Path, text: str, message: str) -> No
 def test_missing_yaml_file_names_variable(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="RELAY_CONFIG=.*cannot be read"):
         load_settings({"RELAY_CONFIG": str(tmp_path / "missing.yml")})
+
+
+def test_route_token_variable_unset_is_error(tmp_path: Path) -> None:
+    env = {
+        "RELAY_CONFIG": str(write_routes(tmp_path)),
+        "IOS_SECRET": "ios-secret-value",
+        "GITHUB_TOKEN": "shared-token",
+    }
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env)
+    assert "routes.watch-app names a GitHub token in WATCH_TOKEN" in str(caught.value)
+
+
+def test_token_source_is_recorded(tmp_path: Path) -> None:
+    env = {
+        "RELAY_CONFIG": str(write_routes(tmp_path)),
+        "IOS_SECRET": "ios-secret-value",
+        "WATCH_TOKEN": "watch-token",
+        "GITHUB_TOKEN": "shared-token",
+    }
+    settings = load_settings(env)
+    assert settings.routes["default"].github.source == "GITHUB_TOKEN"  # type: ignore[union-attr]
+    assert settings.routes["watch-app"].github.source == "WATCH_TOKEN"  # type: ignore[union-attr]
+
+
+def test_variable_and_file_both_set_is_error(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("from-file-secret")
+    env = dict(BASE_ENV, ASC_WEBHOOK_SECRET_FILE=str(secret))
+    with pytest.raises(
+        ConfigError, match="both ASC_WEBHOOK_SECRET and ASC_WEBHOOK_SECRET_FILE"
+    ):
+        load_settings(env)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("states", "[COMPLTE]", "'COMPLTE', which is not a state"),
+        (
+            "events",
+            "[BUILD_UPLOAD_STATE_UPDATE]",
+            "'buildUploadStateUpdate', which is not an event type",
+        ),
+    ],
+    ids=["state-typo", "event-typo"],
+)
+def test_filter_typo_is_rejected(
+    tmp_path: Path, key: str, value: str, message: str
+) -> None:
+    path = tmp_path / "relay.yml"
+    path.write_text(
+        f"routes:\n  a: {{repository: o/r, secret_env: S, {key}: {value}}}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(
+            {"RELAY_CONFIG": str(path), "S": "secret-value-1", "GITHUB_TOKEN": "t"}
+        )
+    assert message in str(caught.value)
+    assert "leave the filter out" in str(caught.value)
