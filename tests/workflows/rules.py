@@ -17,7 +17,7 @@ import yaml
 WORKFLOW_DIR = Path(__file__).resolve().parents[2] / ".github" / "workflows"
 
 #: Jobs allowed to hold a write permission, and which ones.
-WRITE_ALLOWED = {"release": {"contents"}}
+WRITE_ALLOWED = {"release": {"contents", "pull-requests"}}
 
 _EXPRESSION = re.compile(r"\$\{\{(.*?)\}\}", re.DOTALL)
 # Contexts an outsider can shape: the dispatch payload and workflow inputs.

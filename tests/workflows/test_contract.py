@@ -126,7 +126,7 @@ def test_only_release_writes_contents(name: str) -> None:
     grants = {
         job_id: job["permissions"] for job_id, job in rules.jobs(pipeline(name)).items()
     }
-    assert grants.pop("release") == {"contents": "write"}
+    assert grants.pop("release") == {"contents": "write", "pull-requests": "write"}
     for job_id, permissions in grants.items():
         assert permissions == {"contents": "read"}, job_id
 

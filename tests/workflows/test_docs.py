@@ -33,8 +33,9 @@ def reusable_interface() -> dict[str, Any]:
 
 
 def test_caller_follows_rules() -> None:
-    # The calling job must grant contents: write, or the release job cannot get it.
-    assert rules.all_rules(caller_text(), write_allowed={"asc": {"contents"}}) == []
+    # The calling job must grant what the release job asks for, or it cannot get it.
+    allowed = {"asc": {"contents", "pull-requests"}}
+    assert rules.all_rules(caller_text(), write_allowed=allowed) == []
 
 
 def test_caller_triggers() -> None:
@@ -68,7 +69,7 @@ def test_caller_names_every_secret() -> None:
 
 
 def test_caller_grants_release_write() -> None:
-    assert caller_job()["permissions"] == {"contents": "write"}
+    assert caller_job()["permissions"] == {"contents": "write", "pull-requests": "write"}
 
 
 def test_settings_example_valid(tmp_path: Path) -> None:
