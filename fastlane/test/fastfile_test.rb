@@ -88,7 +88,7 @@ class FastfileTest < Minitest::Test
   ENV_NAMES = %w[
     APP_STORE_CONNECT_API_KEY_KEY_ID APP_STORE_CONNECT_API_KEY_ISSUER_ID
     APP_STORE_CONNECT_API_KEY_KEY ASC_APP_IDENTIFIER ASC_USES_NON_EXEMPT_ENCRYPTION
-    ASC_API_BASE_URL GITHUB_EVENT_PATH
+    ASC_API_URL GITHUB_EVENT_PATH
   ].freeze
 
   def setup
@@ -98,7 +98,7 @@ class FastfileTest < Minitest::Test
     ENV["APP_STORE_CONNECT_API_KEY_ISSUER_ID"] = "69a6de70-0000-47e3-e053-5b8c7c11a4d1"
     ENV["APP_STORE_CONNECT_API_KEY_KEY"] = "-----BEGIN PRIVATE KEY-----\nfake\n-----END PRIVATE KEY-----"
     ENV["ASC_APP_IDENTIFIER"] = "com.example.app"
-    ENV["ASC_API_BASE_URL"] = "http://127.0.0.1:9"
+    ENV["ASC_API_URL"] = "http://127.0.0.1:9"
     Spaceship::ConnectAPI.requests = []
     Spaceship::ConnectAPI.responses = { UPLOAD_URL => upload_record("COMPLETE") }
     UI::MESSAGES.clear
