@@ -32,7 +32,7 @@ def load(text: str) -> dict[str, Any]:
     """Parse workflow YAML, keeping the ``on`` key that YAML 1.1 reads as True."""
     document = yaml.safe_load(text)
     if not isinstance(document, dict):
-        raise ValueError("a workflow must be a YAML mapping")
+        raise TypeError("a workflow must be a YAML mapping")
     if True in document:
         document["on"] = document.pop(True)
     return document
@@ -84,8 +84,10 @@ def top_level_permissions(workflow: dict[str, Any]) -> list[str]:
         return ["top-level permissions are missing: add permissions: {}"]
     if workflow["permissions"] != {}:
         return [
-            f"top-level permissions are {workflow['permissions']!r}: set "
-            "permissions: {} and grant each job what it needs"
+            (
+                f"top-level permissions are {workflow['permissions']!r}: set "
+                "permissions: {} and grant each job what it needs"
+            )
         ]
     return []
 
@@ -124,7 +126,7 @@ def unpinned_actions(text: str) -> list[str]:
         if match is None:
             continue
         ref = match["ref"].strip("'\"")
-        if ref.startswith("./") or ref.startswith("docker://"):
+        if ref.startswith(("./", "docker://")):
             continue
         _, _, version = ref.partition("@")
         if not _FULL_SHA.match(version):

@@ -14,7 +14,13 @@ from typing import Any
 import pytest
 
 from tests.workflows import rules
-from tests.workflows.test_steps import BUILD_UPLOAD, PING, VERSION, run_step, step_script
+from tests.workflows.test_steps import (
+    BUILD_UPLOAD,
+    PING,
+    VERSION,
+    run_step,
+    step_script,
+)
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 
