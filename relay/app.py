@@ -34,10 +34,22 @@ def create_app(settings: Settings, store: Store | None = None) -> Flask:
     app.extensions["relay.settings"] = settings
     app.extensions["relay.store"] = store or Store(settings.database)
 
+    # No automatic OPTIONS: any method but POST on a webhook path gets 405.
     app.add_url_rule(
-        "/webhook", "webhook", _receive, methods=["POST"], defaults={"route": None}
+        "/webhook",
+        "webhook",
+        _receive,
+        methods=["POST"],
+        defaults={"route": None},
+        provide_automatic_options=False,
     )
-    app.add_url_rule("/webhook/<route>", "webhook_route", _receive, methods=["POST"])
+    app.add_url_rule(
+        "/webhook/<route>",
+        "webhook_route",
+        _receive,
+        methods=["POST"],
+        provide_automatic_options=False,
+    )
     app.add_url_rule("/healthz", "healthz", _healthz, methods=["GET"])
     app.add_url_rule("/readyz", "readyz", _readyz, methods=["GET"])
     app.register_error_handler(HTTPException, _http_error)
@@ -83,9 +95,19 @@ def _receive(route: str | None) -> Response:
     if declared is not None and declared > settings.max_body_bytes:
         return _too_large(settings, ids)
     try:
-        body = request.get_data(cache=True)
+        body = _read_body(settings.max_body_bytes)
     except RequestEntityTooLarge:
         return _too_large(settings, ids)
+    except HTTPException:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the server rejected the body framing
+        logger.warning(
+            "rejected delivery: unreadable body (%s)", type(exc).__name__, extra=ids
+        )
+        return _answer(
+            400,
+            {"error": "bad_request", "message": "the request body could not be read"},
+        )
 
     signatures = request.headers.getlist(SIGNATURE_HEADER)
     try:
@@ -129,6 +151,28 @@ def _receive(route: str | None) -> Response:
             extra=ids,
         )
     return _answer(200, {"status": "accepted", "delivery": recorded.id})
+
+
+def _read_body(limit: int) -> bytes:
+    """Read the raw body, raising 413 as soon as it passes ``limit`` bytes.
+
+    With a Content-Length, Flask's own limit applies. A chunked body has no
+    length, and Werkzeug's stream would silently stop at the limit, so it is
+    read here from the server's input directly.
+    """
+    if request.content_length is not None:
+        return request.get_data(cache=True)
+    stream = request.environ["wsgi.input"]
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = stream.read(min(65536, limit + 1 - size))
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise RequestEntityTooLarge()
 
 
 def _record_invalid(
@@ -234,9 +278,9 @@ def _unexpected_error(exc: Exception) -> Response:
 
 def _clean_header(value: str | None) -> str | None:
     """Keep a header for logs only when it is short printable ASCII."""
+    value = (value or "").strip()
     if not value:
         return None
-    value = value.strip()
     if not value.isascii() or not value.isprintable() or len(value) > 128:
         return None
     return value

@@ -8,6 +8,7 @@ up to ``cap``, with jitter.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Mapping
@@ -56,6 +57,8 @@ def hinted_delay(
             reset = float(lowered.get("x-ratelimit-reset", ""))
         except ValueError:
             return None
+        if not math.isfinite(reset):
+            return None
         return min(max(reset - current, 0.0), MAX_HINT_SECONDS)
     return None
 
@@ -77,9 +80,11 @@ def retry_delay(
 
 def _parse_retry_after(value: str, now: float) -> float | None:
     try:
-        return float(value)
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return seconds if math.isfinite(seconds) else None
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):

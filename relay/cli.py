@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     redeliver = commands.add_parser("redeliver", help="queue a failed delivery again")
     redeliver.add_argument(
-        "id", type=int, help="the delivery number shown by 'asc-relay events'"
+        "id", type=_positive_int, help="the delivery number shown by 'asc-relay events'"
     )
     redeliver.add_argument(
         "--force",
@@ -249,6 +249,10 @@ def _test_secret(secret_file: Path | None) -> str:
     if secret_file is not None:
         try:
             secret = secret_file.read_text(encoding="utf-8").strip()
+        except UnicodeDecodeError:
+            raise ConfigError(
+                f"--secret-file {secret_file} is not UTF-8 text"
+            ) from None
         except OSError as exc:
             raise ConfigError(
                 f"cannot read --secret-file {secret_file}: {exc.strerror}"
@@ -430,13 +434,14 @@ def _positive_seconds(text: str) -> float:
 
 
 def _positive_int(text: str) -> int:
+    """Parse a count or an id; SQLite integers stop at 2**63 - 1."""
     try:
         value = int(text)
     except ValueError:
         value = 0
-    if value < 1:
+    if not 1 <= value < 2**63:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not a whole number of at least 1"
+            f"{text!r} is not a whole number of at least 1 and below 2**63"
         )
     return value
 

@@ -9,6 +9,7 @@ never from the YAML text.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -330,6 +331,10 @@ def _read_source(
     label = path if from_yaml else f"{file_name}={path}"
     try:
         return Path(path).read_text(encoding="utf-8").strip() or None, label
+    except UnicodeDecodeError:
+        raise ConfigError(
+            f"{label} is not UTF-8 text: store the secret as plain text"
+        ) from None
     except OSError as exc:
         raise ConfigError(
             f"cannot read {label}: {exc.strerror or exc}; check the path and that the "
@@ -453,6 +458,8 @@ def _name_set(
 def _read_yaml(path: str) -> dict[str, Any]:
     try:
         text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"RELAY_CONFIG={path} is not UTF-8 text") from None
     except OSError as exc:
         raise ConfigError(
             f"RELAY_CONFIG={path} cannot be read: {exc.strerror or exc}"
@@ -478,12 +485,16 @@ def _seconds(
     raw = env.get(env_name) or document.get(key)
     if raw in (None, ""):
         return DEFAULT_MAX_RETRY_AGE
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        value = -1.0
-    if value <= 0:
-        raise ConfigError(f"{env_name} {raw!r} is not a positive number of seconds")
+    value = -1.0
+    if not isinstance(raw, bool):
+        try:
+            value = float(raw)
+        except (TypeError, ValueError):
+            pass
+    if not (value > 0 and math.isfinite(value)):
+        raise ConfigError(
+            f"{env_name} (or {key}) {raw!r} is not a positive number of seconds"
+        )
     return value
 
 

@@ -225,11 +225,11 @@ class Dispatcher:
             )
             logger.error("dispatch failed: %s", message, extra=ids)
             return
-        delay = result.retry_after
-        if delay is None:
-            delay = exponential_delay(
-                int(row["attempts"]), base=RETRY_BASE, cap=RETRY_CAP
-            )
+        # A hint is a minimum: "Retry-After: 0" or a reset time already past
+        # must not turn into a tight loop against GitHub.
+        delay = exponential_delay(int(row["attempts"]), base=RETRY_BASE, cap=RETRY_CAP)
+        if result.retry_after is not None:
+            delay = max(delay, result.retry_after)
         self.store.retry_later(
             row["id"], self.clock() + delay, status=result.status, error=result.message
         )

@@ -114,10 +114,19 @@ class GitHubClient:
 
     def _classify(self, url: str, response: requests.Response) -> DispatchResult:
         status = response.status_code
+        if status == 204:
+            return DispatchResult("sent", status, f"POST {url} returned 204")
         detail = _message(response)
         text = f"POST {url} returned {status}" + (f": {detail}" if detail else "")
-        if status in (200, 201, 204):
-            return DispatchResult("sent", status, text)
+        if 200 <= status < 300:
+            # GitHub answers a dispatch with 204 and no body; anything else comes
+            # from something that is not the GitHub API.
+            return DispatchResult(
+                "fatal",
+                status,
+                f"{text}. That is not GitHub's answer to a dispatch: check "
+                "GITHUB_API_URL (GitHub Enterprise Server needs https://HOST/api/v3)",
+            )
         if status == 401:
             return DispatchResult(
                 "fatal",
@@ -181,7 +190,14 @@ class GitHubClient:
                 f"GET {url} returned {response.status_code}: {_message(response)}",
                 response.status_code,
             )
-        return dict(response.json())
+        data = _json_object(response)
+        if data is None:
+            raise GitHubError(
+                f"GET {url} returned 200 with a body that is not a GitHub API response: "
+                "check GITHUB_API_URL (GitHub Enterprise Server needs https://HOST/api/v3)",
+                retryable=False,
+            )
+        return data
 
     # Authentication
 
@@ -236,13 +252,17 @@ class GitHubClient:
         if self._installation_id is None:
             url = f"{self.api_url}/repos/{self.route.repository}/installation"
             data = self._app_call("GET", url, headers, None)
+            if "id" not in data:
+                raise GitHubError(f"GET {url} returned no installation id")
             self._installation_id = str(data["id"])
         url = f"{self.api_url}/app/installations/{self._installation_id}/access_tokens"
         owner_and_name = self.route.repository.split("/", 1)
         data = self._app_call(
             "POST", url, headers, {"repositories": [owner_and_name[1]]}
         )
-        token = str(data["token"])
+        if not isinstance(data.get("token"), str):
+            raise GitHubError(f"POST {url} returned no token: check GITHUB_API_URL")
+        token = data["token"]
         expires = _parse_time(data.get("expires_at")) or self.clock() + 3600
         logger.info(
             "installation token created for %s",
@@ -277,7 +297,13 @@ class GitHubClient:
                 f"{method} {url} returned {response.status_code}: {_message(response)}{hint}",
                 response.status_code,
             )
-        return dict(response.json())
+        data = _json_object(response)
+        if data is None:
+            raise GitHubError(
+                f"{method} {url} returned {response.status_code} with a body that is not "
+                "a GitHub API response: check GITHUB_API_URL"
+            )
+        return data
 
 
 def _is_rate_limited(response: requests.Response) -> bool:
@@ -290,11 +316,20 @@ def _is_rate_limited(response: requests.Response) -> bool:
     return "rate limit" in _message(response).lower()
 
 
+def _json_object(response: requests.Response) -> dict[str, Any] | None:
+    """Return the body as a JSON object, or None when it is anything else."""
+    try:
+        body = response.json()
+    except (ValueError, RecursionError):
+        return None
+    return body if isinstance(body, dict) else None
+
+
 def _message(response: requests.Response) -> str:
     try:
         body = response.json()
-    except ValueError:
-        return response.text.strip()[:200]
+    except (ValueError, RecursionError):
+        return " ".join(response.text.split())[:200]
     if isinstance(body, dict):
         parts = [str(body.get("message") or "")]
         errors = body.get("errors")

@@ -45,9 +45,9 @@ class TextFormatter(logging.Formatter):
             timespec="milliseconds"
         )
         line = f"{moment.replace('+00:00', 'Z')} {record.levelname} {record.name}: "
-        line += record.getMessage()
+        line += _one_line(record.getMessage())
         context = [
-            f"{name}={getattr(record, name)}"
+            f"{name}={_one_line(str(getattr(record, name)))}"
             for name in CONTEXT_FIELDS
             if getattr(record, name, None) is not None
         ]
@@ -56,6 +56,11 @@ class TextFormatter(logging.Formatter):
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line
+
+
+def _one_line(text: str) -> str:
+    """Escape line breaks, so text from a delivery cannot forge a log line."""
+    return text.replace("\\", "\\\\").replace("\r", "\\r").replace("\n", "\\n")
 
 
 class JsonFormatter(logging.Formatter):

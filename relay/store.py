@@ -278,29 +278,32 @@ class Store:
         return cursor.rowcount
 
     def claim_next(self, now: float | None = None) -> sqlite3.Row | None:
-        """Mark the oldest due delivery ``sending`` and return it."""
+        """Mark the oldest due delivery ``sending`` and return it.
+
+        A delivery waits while an earlier one for the same resource on the same
+        route is still queued, so a retry never lets a later state change of a
+        build or version overtake an earlier one.
+        """
         current = time.time() if now is None else now
         with self.transaction() as db:
             return db.execute(
                 """UPDATE deliveries SET state = 'sending', attempts = attempts + 1
                 WHERE id = (
-                    SELECT id FROM deliveries
-                    WHERE state = 'pending' AND next_attempt_at <= ?
-                    ORDER BY id LIMIT 1
+                    SELECT d.id FROM deliveries AS d
+                    WHERE d.state = 'pending' AND d.next_attempt_at <= ?
+                      AND NOT (d.resource_id IS NOT NULL AND EXISTS (
+                          SELECT 1 FROM deliveries AS e
+                          WHERE e.route = d.route
+                            AND e.resource_type = d.resource_type
+                            AND e.resource_id = d.resource_id
+                            AND e.id < d.id
+                            AND e.state IN ('pending', 'sending')
+                      ))
+                    ORDER BY d.id LIMIT 1
                 )
                 RETURNING *""",
                 (current,),
             ).fetchone()
-
-    def next_due_at(self) -> float | None:
-        row = (
-            self.connection()
-            .execute(
-                "SELECT MIN(next_attempt_at) AS due FROM deliveries WHERE state = 'pending'"
-            )
-            .fetchone()
-        )
-        return None if row["due"] is None else float(row["due"])
 
     def history(self, row: sqlite3.Row) -> list[dict[str, Any]]:
         """Earlier state changes recorded for the same resource on the same route.

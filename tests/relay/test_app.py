@@ -297,3 +297,37 @@ def test_readyz_fails_with_stale_heartbeat(store: Store) -> None:
     response = client_for(store).get("/readyz")
     assert response.status_code == 503
     assert "silent" in response.json["problems"][0]
+
+
+def test_webhook_options_is_405(store: Store) -> None:
+    response = client_for(store).options("/webhook")
+    assert response.status_code == 405
+    assert response.is_json
+
+
+def test_webhook_blank_request_uuid_is_null(store: Store) -> None:
+    client = client_for(store)
+    response = post(
+        client, load_sample("webhook-ping-created"), x_apple_request_uuid="   "
+    )
+    assert store.get(response.json["delivery"])["request_uuid"] is None
+
+
+def test_text_log_escapes_line_breaks() -> None:
+    from relay.logs import TextFormatter
+
+    record = logging.LogRecord(
+        "relay.app",
+        logging.INFO,
+        __file__,
+        1,
+        "delivery accepted: %s",
+        ("x\nERROR forged",),
+        None,
+    )
+    record.event_type = "a\r\nb"
+    line = TextFormatter().format(record)
+    assert "\n" not in line
+    assert "\r" not in line
+    assert "x\\nERROR forged" in line
+    assert "event_type=a\\r\\nb" in line

@@ -344,4 +344,11 @@ def test_events_shows_invalid_reason(
 def test_events_rejects_zero_limit(env: dict[str, str], capsys: Any) -> None:
     with pytest.raises(SystemExit):
         main(["events", "--limit", "0"])
-    assert "at least 1" in capsys.readouterr().err
+    assert "at least 1 and below 2**63" in capsys.readouterr().err
+
+
+def test_redeliver_huge_id_is_usage_error(env: dict[str, str], capsys: Any) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["redeliver", "99999999999999999999999"])
+    assert caught.value.code == 2
+    assert "below 2**63" in capsys.readouterr().err

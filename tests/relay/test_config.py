@@ -345,3 +345,28 @@ def test_filter_typo_is_rejected(
         )
     assert message in str(caught.value)
     assert "leave the filter out" in str(caught.value)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "0"])
+def test_retry_age_must_be_finite_and_positive(value: str) -> None:
+    with pytest.raises(ConfigError, match="positive number of seconds"):
+        load_settings(dict(BASE_ENV, RELAY_MAX_RETRY_AGE=value))
+
+
+def test_yaml_retry_age_boolean_is_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "relay.yml"
+    path.write_text(
+        "max_retry_age: yes\nroutes:\n  a: {repository: o/r, secret_env: S}\n"
+    )
+    with pytest.raises(ConfigError, match="positive number of seconds"):
+        load_settings(
+            {"RELAY_CONFIG": str(path), "S": "secret-value-1", "GITHUB_TOKEN": "t"}
+        )
+
+
+def test_secret_file_not_utf8_is_config_error(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"\xff\xfe\x00binary")
+    env = dict(BASE_ENV, ASC_WEBHOOK_SECRET="", ASC_WEBHOOK_SECRET_FILE=str(secret))
+    with pytest.raises(ConfigError, match="is not UTF-8 text"):
+        load_settings(env)

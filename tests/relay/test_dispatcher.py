@@ -431,3 +431,74 @@ def test_dispatch_sets_aside_delivery_that_crashes(
     )
     assert store.get(good)["state"] == "dispatched"
     assert github.dispatched_ids() == ["good"]
+
+
+def test_dispatch_keeps_order_per_resource_across_retries(
+    store: Store, github: GitHubStandIn
+) -> None:
+    clock = Clock()
+    first = record(store, with_fresh_id(load_sample("app-version-in-review"), "A"))
+    second = record(
+        store, with_fresh_id(load_sample("app-version-pending-developer-release"), "B")
+    )
+    other = record(store, with_fresh_id(load_sample("build-upload-complete"), "C"))
+    github.fail_next(Scripted(502, {"message": "Bad Gateway"}))
+    dispatcher = dispatcher_for(store, github, clock)
+
+    while dispatcher.run_once():
+        pass
+    assert store.get(first)["state"] == "pending"
+    assert store.get(second)["state"] == "pending", "B must wait for A"
+    assert github.dispatched_ids() == ["C"]
+    assert store.get(other)["state"] == "dispatched"
+
+    clock.now = store.get(first)["next_attempt_at"] + 0.01
+    while dispatcher.run_once():
+        pass
+    assert github.dispatched_ids() == ["C", "A", "B"]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"Retry-After": "0"}, {"Retry-After": "nan"}, {"Retry-After": "-5"}],
+    ids=["zero", "nan", "negative"],
+)
+def test_dispatch_hint_never_shortens_backoff(
+    store: Store, github: GitHubStandIn, headers: dict[str, str]
+) -> None:
+    clock = Clock()
+    delivery = record(store, load_sample("webhook-ping-created"))
+    github.fail_next(Scripted(503, {"message": "Service Unavailable"}, headers))
+    dispatcher_for(store, github, clock).run_once()
+    row = store.get(delivery)
+    assert row["state"] == "pending"
+    assert row["next_attempt_at"] - clock.now >= 1.0
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [(200, {"message": "ok"}), (201, {"id": 1})],
+    ids=["200", "201"],
+)
+def test_dispatch_other_2xx_is_not_github(
+    store: Store, github: GitHubStandIn, status: int, body: dict[str, Any]
+) -> None:
+    delivery = record(store, load_sample("webhook-ping-created"))
+    github.fail_next(Scripted(status, body))
+    dispatcher_for(store, github).run_once()
+    row = store.get(delivery)
+    assert row["state"] == "failed"
+    assert "check GITHUB_API_URL" in row["last_error"]
+
+
+def test_github_message_survives_deep_json(store: Store, github: GitHubStandIn) -> None:
+    from relay.github import _message
+
+    class Deep:
+        status_code = 500
+        text = "[" * 100_000
+
+        def json(self) -> Any:
+            return json.loads(self.text)
+
+    assert _message(Deep()).startswith("[[[")  # type: ignore[arg-type]

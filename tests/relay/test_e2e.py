@@ -219,3 +219,58 @@ def test_serve_killed_mid_stream_dispatches_every_accepted_delivery(
     db.close()
     assert states == {"dispatched": len(counts)}
     assert set(counts) >= set(accepted)
+
+
+def _raw_request(relay: Relay, request: bytes) -> bytes:
+    port = int(relay.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(request)
+        answer = b""
+        try:
+            while chunk := connection.recv(65536):
+                answer += chunk
+        except ConnectionResetError:
+            pass
+    return answer
+
+
+def test_serve_chunked_body_over_limit_is_413(relay: Relay) -> None:
+    body = b'{"data": {"type": "x", "pad": "' + b"a" * (2 * 1024 * 1024) + b'"}}'
+    chunks = b"".join(
+        f"{len(body[i : i + 65536]):x}\r\n".encode() + body[i : i + 65536] + b"\r\n"
+        for i in range(0, len(body), 65536)
+    )
+    request = (
+        b"POST /webhook HTTP/1.1\r\nHost: relay\r\nConnection: close\r\n"
+        b"Transfer-Encoding: chunked\r\n"
+        + f"x-apple-signature: {sign(SECRET, body)}\r\n\r\n".encode()
+        + chunks
+        + b"0\r\n\r\n"
+    )
+    answer = _raw_request(relay, request)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+
+
+def test_serve_chunked_body_under_limit_is_accepted(relay: Relay) -> None:
+    body = with_fresh_id(load_sample("webhook-ping-created"), "chunked-ok")
+    request = (
+        b"POST /webhook HTTP/1.1\r\nHost: relay\r\nConnection: close\r\n"
+        b"Transfer-Encoding: chunked\r\n"
+        + f"x-apple-signature: {sign(SECRET, body)}\r\n\r\n".encode()
+        + f"{len(body):x}\r\n".encode()
+        + body
+        + b"\r\n0\r\n\r\n"
+    )
+    answer = _raw_request(relay, request)
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    assert b'"accepted"' in answer
+
+
+def test_serve_malformed_chunk_is_400(relay: Relay) -> None:
+    answer = _raw_request(
+        relay,
+        b"POST /webhook HTTP/1.1\r\nHost: relay\r\nConnection: close\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\nzz\r\n",
+    )
+    status = answer.split(b"\r\n", 1)[0]
+    assert status.startswith(b"HTTP/1.1 400"), answer[:200]

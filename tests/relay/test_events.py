@@ -355,3 +355,29 @@ def test_build_client_payload_drops_oldest_history_next() -> None:
 
 def test_payload_size_counts_escaped_non_ascii() -> None:
     assert payload_size({"a": "é"}) == len('{"a":"\\u00e9"}')
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"data": {"type": "x", "v": NaN}}',
+        b'{"data": {"type": "x", "v": Infinity}}',
+        b'{"data": {"type": "x", "v": 1e400}}',
+    ],
+    ids=["nan", "infinity", "overflow"],
+)
+def test_parse_event_rejects_non_json_numbers(body: bytes) -> None:
+    with pytest.raises(InvalidPayload, match="not valid JSON"):
+        parse_event(body)
+
+
+def test_parse_event_long_ids_with_shared_prefix_differ() -> None:
+    first, _ = parse_event(
+        json.dumps({"data": {"type": "x", "id": "p" * 600 + "1"}}).encode()
+    )
+    second, _ = parse_event(
+        json.dumps({"data": {"type": "x", "id": "p" * 600 + "2"}}).encode()
+    )
+    assert first.id != second.id
+    assert first.id is not None and len(first.id) == 512
+    assert dedupe_key(first, b"") != dedupe_key(second, b"")
