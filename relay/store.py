@@ -70,7 +70,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
     repeats INTEGER NOT NULL DEFAULT 0,
     UNIQUE (route, dedupe_key)
 );
-CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (state, next_attempt_at);
+-- The dispatcher walks pending deliveries in arrival order.
+CREATE INDEX IF NOT EXISTS deliveries_queue ON deliveries (state, id);
 CREATE INDEX IF NOT EXISTS deliveries_resource
     ON deliveries (route, resource_type, resource_id, id);
 CREATE TABLE IF NOT EXISTS heartbeats (
