@@ -38,6 +38,7 @@ from ci.outcome import Outcome
 from ci.redact import RedactingFilter, Redactor
 from ci.settings import load_settings
 from ci.summary import append_outputs, append_step_summary, render_error, render_summary
+from relay import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="asc-ci",
         description="Act on App Store Connect webhook events inside GitHub Actions.",
     )
+    parser.add_argument("--version", action="version", version=f"asc-ci {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     handle = commands.add_parser(

@@ -519,3 +519,10 @@ def test_submit_failure_exits_one(
     assert cli.main(["submit-for-review", "--build-upload", "bu-7"], env) == 1
     assert outputs_of(env)["result"] == "failed"
     assert "| build | ❌ failed | build processing failed |" in summary_of(env)
+
+
+def test_cli_prints_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from ci.cli import main
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("asc-ci ")
