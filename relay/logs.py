@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -34,6 +35,25 @@ class RedactingFilter(logging.Filter):
         cleaned = message
         for secret in self.secrets:
             cleaned = cleaned.replace(secret, REDACTED)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+class SignatureFilter(logging.Filter):
+    """Mask signature headers that another library echoes into a log message.
+
+    gunicorn logs a malformed header line verbatim, which can carry an
+    ``x-apple-signature`` value; everything after that header name is masked.
+    """
+
+    HEADER = re.compile(r"(?i)(x-apple-signature).*", re.DOTALL)
+    DIGEST = re.compile(r"(?i)(hmacsha256\s*=\s*)\S+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = self.DIGEST.sub(rf"\1{REDACTED}", message)
+        cleaned = self.HEADER.sub(rf"\1 {REDACTED}", cleaned)
         if cleaned != message:
             record.msg, record.args = cleaned, None
         return True
@@ -89,6 +109,7 @@ def setup_logging(
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     handler.addFilter(RedactingFilter(secrets))
+    handler.addFilter(SignatureFilter())
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)

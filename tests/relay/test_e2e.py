@@ -274,3 +274,20 @@ def test_serve_malformed_chunk_is_400(relay: Relay) -> None:
     )
     status = answer.split(b"\r\n", 1)[0]
     assert status.startswith(b"HTTP/1.1 400"), answer[:200]
+
+
+def test_serve_log_masks_signature_in_malformed_header(relay: Relay) -> None:
+    digest = "5ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7"
+    for line in (f"x-apple-signature hmacsha256={digest}", f"X-Apple-Signature:\x01{digest}"):
+        answer = _raw_request(
+            relay,
+            b"POST /webhook HTTP/1.1\r\nHost: relay\r\n"
+            + line.encode()
+            + b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        )
+        assert answer.startswith(b"HTTP/1.1 400")
+    time.sleep(0.3)
+    log = relay.log.read_text()
+    assert "Invalid request" in log
+    assert digest not in log
+    assert digest[:16] not in log
