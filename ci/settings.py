@@ -19,49 +19,17 @@ from typing import Any
 
 import yaml
 
+from ci import asc_states
 from ci.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_PATH = Path(".github/asc-release.yml")
 
-PLATFORMS = ("IOS", "MAC_OS", "TV_OS", "VISION_OS")
-
-#: App version states (``AppVersionState``, App Store Connect API 4.x).
-APP_VERSION_STATES = (
-    "ACCEPTED",
-    "DEVELOPER_REJECTED",
-    "IN_REVIEW",
-    "INVALID_BINARY",
-    "METADATA_REJECTED",
-    "PENDING_APPLE_RELEASE",
-    "PENDING_DEVELOPER_RELEASE",
-    "PREPARE_FOR_SUBMISSION",
-    "PROCESSING_FOR_DISTRIBUTION",
-    "READY_FOR_DISTRIBUTION",
-    "READY_FOR_REVIEW",
-    "REJECTED",
-    "REPLACED_WITH_NEW_VERSION",
-    "WAITING_FOR_EXPORT_COMPLIANCE",
-    "WAITING_FOR_REVIEW",
-)
-
-#: External TestFlight build states (``ExternalBetaState``).
-EXTERNAL_BETA_STATES = (
-    "PROCESSING",
-    "PROCESSING_EXCEPTION",
-    "MISSING_EXPORT_COMPLIANCE",
-    "READY_FOR_BETA_TESTING",
-    "IN_BETA_TESTING",
-    "EXPIRED",
-    "READY_FOR_BETA_SUBMISSION",
-    "IN_EXPORT_COMPLIANCE_REVIEW",
-    "WAITING_FOR_BETA_REVIEW",
-    "IN_BETA_REVIEW",
-    "BETA_REJECTED",
-    "BETA_APPROVED",
-    "NOT_APPLICABLE",
-)
+# Apple's enums live in ci.asc_states; settings list them sorted in messages.
+PLATFORMS = tuple(sorted(asc_states.PLATFORMS))
+APP_VERSION_STATES = tuple(sorted(asc_states.APP_VERSION_STATES))
+EXTERNAL_BETA_STATES = tuple(sorted(asc_states.EXTERNAL_BETA_STATES))
 
 #: Placeholders that every name template may use.
 TEMPLATE_FIELDS = ("version", "build", "platform", "app")
