@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import os
+import socket
 import sqlite3
 import sys
 from collections.abc import Sequence
@@ -173,6 +174,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers < 1 or args.threads < 1:
         raise ConfigError("--workers and --threads must be at least 1")
     open_store(settings.database).close()
+    _check_port_free(args.host, args.port)
     return serve(
         settings,
         host=args.host,
@@ -278,6 +280,26 @@ def _open_database(path: str | None) -> Store:
             "to the file the relay writes"
         )
     return open_store(database)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Fail fast when the address is taken, instead of after gunicorn's retries."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ConfigError(
+            f"--host {host!r} cannot be resolved: {exc.strerror}"
+        ) from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on {host}:{port}: {exc.strerror}; stop what uses the "
+                "port or pass another --port"
+            ) from None
 
 
 def open_store(database: str) -> Store:

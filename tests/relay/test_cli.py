@@ -352,3 +352,16 @@ def test_redeliver_huge_id_is_usage_error(env: dict[str, str], capsys: Any) -> N
         main(["redeliver", "99999999999999999999999"])
     assert caught.value.code == 2
     assert "below 2**63" in capsys.readouterr().err
+
+
+def test_serve_port_in_use_is_config_error(env: dict[str, str], capsys: Any) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}" in err
+    assert "pass another --port" in err

@@ -278,7 +278,10 @@ def test_serve_malformed_chunk_is_400(relay: Relay) -> None:
 
 def test_serve_log_masks_signature_in_malformed_header(relay: Relay) -> None:
     digest = "5ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7"
-    for line in (f"x-apple-signature hmacsha256={digest}", f"X-Apple-Signature:\x01{digest}"):
+    for line in (
+        f"x-apple-signature hmacsha256={digest}",
+        f"X-Apple-Signature:\x01{digest}",
+    ):
         answer = _raw_request(
             relay,
             b"POST /webhook HTTP/1.1\r\nHost: relay\r\n"
