@@ -134,6 +134,9 @@ def _receive(route: str | None) -> Response:
         return _store_unavailable(exc, ids)
 
     ids["delivery"] = recorded.id
+    if recorded.requeued:
+        logger.info("redelivery of a failed delivery; queued again", extra=ids)
+        return _answer(200, {"status": "requeued", "delivery": recorded.id})
     if not recorded.new:
         logger.info("repeated delivery; not dispatched again", extra=ids)
         return _answer(200, {"status": "duplicate", "delivery": recorded.id})

@@ -138,6 +138,8 @@ class Recorded:
     id: int
     new: bool
     state: str
+    #: A repeat of a failed delivery, queued again.
+    requeued: bool = False
 
 
 def utc_now() -> datetime:
@@ -253,15 +255,25 @@ class Store:
             )
             if cursor.rowcount == 1:
                 return Recorded(int(cursor.lastrowid or 0), True, delivery.state)
-            db.execute(
-                "UPDATE deliveries SET repeats = repeats + 1 WHERE route = ? AND dedupe_key = ?",
-                (delivery.route, delivery.dedupe_key),
-            )
             row = db.execute(
                 "SELECT id, state FROM deliveries WHERE route = ? AND dedupe_key = ?",
                 (delivery.route, delivery.dedupe_key),
             ).fetchone()
-        return Recorded(int(row["id"]), False, str(row["state"]))
+            state = str(row["state"])
+            if state == "failed":
+                # A redelivery from App Store Connect after a failure (say, a
+                # token fixed since) is a request to try again, not a repeat.
+                db.execute(
+                    """UPDATE deliveries SET repeats = repeats + 1, state = 'pending',
+                    next_attempt_at = 0, attempts = 0, received_ts = ?
+                    WHERE id = ?""",
+                    (moment.timestamp(), row["id"]),
+                )
+                return Recorded(int(row["id"]), False, "pending", requeued=True)
+            db.execute(
+                "UPDATE deliveries SET repeats = repeats + 1 WHERE id = ?", (row["id"],)
+            )
+        return Recorded(int(row["id"]), False, state)
 
     # Dispatching
 

@@ -331,3 +331,18 @@ def test_text_log_escapes_line_breaks() -> None:
     assert "\r" not in line
     assert "x\\nERROR forged" in line
     assert "event_type=a\\r\\nb" in line
+
+
+def test_webhook_redelivery_of_failed_delivery_is_queued_again(store: Store) -> None:
+    client = client_for(store)
+    body = load_sample("build-upload-complete")
+    first = post(client, body).json["delivery"]
+    store.finish(first, "failed", payload=None, status=401, error="Bad credentials")
+
+    response = post(client, body)
+    assert response.status_code == 200
+    assert response.json == {"status": "requeued", "delivery": first}
+    row = store.get(first)
+    assert row["state"] == "pending"
+    assert row["attempts"] == 0
+    assert post(client, body).json["status"] == "duplicate"
