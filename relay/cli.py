@@ -13,6 +13,7 @@ import os
 import socket
 import sqlite3
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -148,6 +149,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     redeliver.add_argument("--database", help="SQLite file (default: $RELAY_DATABASE)")
     redeliver.set_defaults(handler=_redeliver)
+
+    prune = commands.add_parser(
+        "prune", help="delete dispatched deliveries older than a number of days"
+    )
+    prune.add_argument(
+        "--older-than",
+        type=_positive_int,
+        required=True,
+        metavar="DAYS",
+        help="delete dispatched, dry-run and filtered deliveries received this many "
+        "days ago or earlier; queued, failed and invalid ones are kept",
+    )
+    prune.add_argument("--database", help="SQLite file (default: $RELAY_DATABASE)")
+    prune.set_defaults(handler=_prune)
 
     check = commands.add_parser(
         "check",
@@ -370,6 +385,14 @@ def _redeliver(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 1
+
+
+def _prune(args: argparse.Namespace) -> int:
+    store = _open_database(args.database)
+    days = min(args.older_than, 100_000)
+    deleted = store.prune(time.time() - days * 86400)
+    print(f"deleted {deleted} finished deliveries received more than {days} days ago")
+    return 0
 
 
 def _check(args: argparse.Namespace) -> int:

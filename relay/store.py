@@ -415,6 +415,20 @@ class Store:
                 )
             return str(row["state"])
 
+    def prune(self, before: float) -> int:
+        """Delete finished deliveries received before ``before`` (a Unix time).
+
+        Only ``dispatched``, ``dry_run`` and ``filtered`` rows go; anything
+        still queued, failed or invalid stays for a person to look at.
+        """
+        with self.transaction() as db:
+            cursor = db.execute(
+                "DELETE FROM deliveries WHERE received_ts < ? "
+                "AND state IN ('dispatched', 'dry_run', 'filtered')",
+                (before,),
+            )
+        return cursor.rowcount
+
     # Inspection
 
     def get(self, delivery_id: int) -> sqlite3.Row | None:

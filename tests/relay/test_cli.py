@@ -365,3 +365,28 @@ def test_serve_port_in_use_is_config_error(env: dict[str, str], capsys: Any) -> 
     err = capsys.readouterr().err
     assert f"cannot listen on 127.0.0.1:{port}" in err
     assert "pass another --port" in err
+
+
+def test_prune_deletes_only_old_finished_deliveries(
+    env: dict[str, str], store: Store, capsys: Any
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    old = datetime.now(UTC) - timedelta(days=100)
+    kept = {}
+    for state in ("dispatched", "dry_run", "filtered", "failed", "invalid", "pending"):
+        kept[state] = store.record(
+            NewDelivery(
+                route="default", dedupe_key=f"id:old-{state}", body=b"{}", state=state
+            ),
+            received=old,
+        ).id
+    recent = add(store, "dispatched", "recent")
+
+    assert main(["prune", "--older-than", "90"]) == 0
+    assert "deleted 3 finished deliveries" in capsys.readouterr().out
+    for state in ("dispatched", "dry_run", "filtered"):
+        assert store.get(kept[state]) is None
+    for state in ("failed", "invalid", "pending"):
+        assert store.get(kept[state]) is not None
+    assert store.get(recent) is not None
