@@ -412,7 +412,9 @@ def _check(args: argparse.Namespace) -> int:
         except GitHubError as exc:
             failures += 1
             print(f"  FAILED: {exc}")
-            print(f"  {_check_hint(route, exc.status)}")
+            hint = _check_hint(route, exc.status)
+            if hint:
+                print(f"  {hint}")
             continue
         permissions = repository.get("permissions") or {}
         if permissions and not permissions.get("push", False):
@@ -463,7 +465,8 @@ def _check_hint(route: Route, status: int | None) -> str:
         )
     if status is None:
         return "GitHub did not answer: check GITHUB_API_URL and the VM's network."
-    return "See GitHub's message above."
+    # Any other status: GitHub's own message, printed above, is the best guide.
+    return ""
 
 
 def _positive_seconds(text: str) -> float:

@@ -195,6 +195,7 @@ class GitHubClient:
             raise GitHubError(
                 f"GET {url} returned 200 with a body that is not a GitHub API response: "
                 "check GITHUB_API_URL (GitHub Enterprise Server needs https://HOST/api/v3)",
+                200,
                 retryable=False,
             )
         return data

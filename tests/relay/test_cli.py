@@ -390,3 +390,37 @@ def test_prune_deletes_only_old_finished_deliveries(
     for state in ("failed", "invalid", "pending"):
         assert store.get(kept[state]) is not None
     assert store.get(recent) is not None
+
+
+def test_check_reports_non_github_answer(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+
+    class Maintenance(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"<html>maintenance</html>"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Maintenance)
+    Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    ).start()
+    try:
+        monkeypatch.setenv(
+            "GITHUB_API_URL", f"http://127.0.0.1:{server.server_address[1]}"
+        )
+        assert main(["check"]) == 1
+    finally:
+        server.shutdown()
+        server.server_close()
+    out = capsys.readouterr().out
+    assert "not a GitHub API response" in out
+    assert "did not answer" not in out
