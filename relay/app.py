@@ -1,6 +1,6 @@
 """The relay's HTTP side: receive, verify and record App Store Connect webhooks.
 
-The view responds only after the delivery is committed to SQLite; sending it
+The view responds only after the delivery is committed to SQLite. Sending it
 to GitHub is the dispatcher's job, so App Store Connect gets its response in
 milliseconds whatever GitHub is doing.
 """
