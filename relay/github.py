@@ -35,7 +35,7 @@ SECONDARY_LIMIT_WAIT = 60.0
 
 @dataclass(frozen=True)
 class DispatchResult:
-    """What happened to one dispatch.
+    """The result of one dispatch.
 
     ``outcome`` is ``sent``, ``retry`` (try again, after ``retry_after``
     seconds when GitHub sent a hint) or ``fatal`` (retrying cannot help).
@@ -119,7 +119,7 @@ class GitHubClient:
         detail = _message(response)
         text = f"POST {url} returned {status}" + (f": {detail}" if detail else "")
         if 200 <= status < 300:
-            # GitHub answers a dispatch with 204 and no body; anything else comes
+            # GitHub responds to a dispatch with 204 and no body, so anything else comes
             # from something that is not the GitHub API.
             return DispatchResult(
                 "fatal",

@@ -35,7 +35,7 @@ SECONDARY_LIMIT_MESSAGE = (
 
 @dataclass
 class Scripted:
-    """One queued answer: status, JSON body and headers."""
+    """One queued response: status, JSON body and headers."""
 
     status: int
     body: dict[str, Any] | None = None
@@ -119,7 +119,7 @@ class GitHubStandIn:
             self._server.server_close()
 
     def fail_next(self, *answers: Scripted) -> None:
-        """Answer the next dispatches with these, in order."""
+        """Return these responses to the next dispatches, in order."""
         with self._lock:
             self._scripted.extend(answers)
 
