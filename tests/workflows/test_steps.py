@@ -23,14 +23,25 @@ def step_script(name: str, job_id: str, step_id: str) -> str:
     raise AssertionError(f"{name}: job {job_id!r} has no step with id {step_id!r}")
 
 
+# GitHub runs a `run:` step without `shell:` as `bash -e {0}`, and one with
+# `shell: bash` as `bash --noprofile --norc -eo pipefail {0}`.
+SHELL_FLAGS = [
+    pytest.param(("-e",), id="bash-e"),
+    pytest.param(("-eo", "pipefail"), id="bash-pipefail"),
+]
+
+
 def run_step(
-    script: str, tmp_path: Path, env: dict[str, str]
+    script: str,
+    tmp_path: Path,
+    env: dict[str, str],
+    shell_flags: tuple[str, ...] = ("-eo", "pipefail"),
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, str]]:
-    """Run a step the way GitHub does (bash -e) and return its $GITHUB_OUTPUT."""
+    """Run a step with bash and return its $GITHUB_OUTPUT."""
     output = tmp_path / "github_output"
     output.write_text("")
     completed = subprocess.run(
-        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
+        ["bash", "--noprofile", "--norc", *shell_flags, "-c", script],
         env={
             "PATH": os.environ["PATH"],
             "GITHUB_OUTPUT": str(output),
@@ -124,19 +135,55 @@ RESOURCE_CASES = [
     pytest.param(
         {"client_payload": {"resource": {"id": "7" * 300}}}, "7" * 100, id="long-id-cut"
     ),
+    pytest.param(
+        {"client_payload": {"resource": {"id": "$(id)\n::add-mask::x"}}},
+        "idadd-maskx",
+        id="command-substitution-and-newline",
+    ),
+    pytest.param(
+        {"client_payload": {"resource": {"id": "../../etc"}}}, "....etc", id="path"
+    ),
+    pytest.param(
+        {"client_payload": {"resource": {"id": "\u00e9\u00e9"}}},
+        "run-42",
+        id="non-ascii-only",
+    ),
+    pytest.param({"client_payload": {"resource": {"id": 123}}}, "123", id="number-id"),
+    pytest.param({"client_payload": "b-1"}, "run-42", id="client-payload-string"),
+    pytest.param({"client_payload": ["b-1"]}, "run-42", id="client-payload-array"),
+    pytest.param(
+        {"client_payload": {"resource": "b-1"}}, "run-42", id="resource-string"
+    ),
+    pytest.param(
+        {"client_payload": {"resource": {"id": {"$(id)": 1}}}},
+        "run-42",
+        id="id-object",
+    ),
+    pytest.param({"inputs": {"payload": "[1]"}}, "run-42", id="replay-json-array"),
+    pytest.param({"inputs": {"payload": '"b-1"'}}, "run-42", id="replay-json-string"),
+    pytest.param(
+        {"inputs": {"payload": '{"data": "x"}'}}, "run-42", id="replay-data-string"
+    ),
 ]
 
 
+@pytest.mark.parametrize("shell_flags", SHELL_FLAGS)
 @pytest.mark.parametrize("name", PIPELINES)
 @pytest.mark.parametrize(("event", "expected"), RESOURCE_CASES)
 def test_resource_step_output(
-    name: str, event: dict[str, Any], expected: str, tmp_path: Path
+    name: str,
+    event: Any,
+    expected: str,
+    shell_flags: tuple[str, ...],
+    tmp_path: Path,
 ) -> None:
     event_file = tmp_path / "asc-event.json"
     event_file.write_text(json.dumps(event))
     script = step_script(name, "route", "resource")
 
-    completed, outputs = run_step(script, tmp_path, {"GITHUB_EVENT_PATH": str(event_file)})
+    completed, outputs = run_step(
+        script, tmp_path, {"GITHUB_EVENT_PATH": str(event_file)}, shell_flags
+    )
 
     assert completed.returncode == 0, completed.stderr
     assert outputs == {"id": expected}
@@ -150,13 +197,50 @@ def test_submitter_step_accepts(submitter: str, tmp_path: Path) -> None:
     assert outputs == {"name": submitter}
 
 
-@pytest.mark.parametrize("submitter", ["", "Python", "fastlane; rm -rf /"])
-def test_submitter_step_rejects(submitter: str, tmp_path: Path) -> None:
-    script = step_script("asc-webhook.yml", "route", "submitter")
-    completed, outputs = run_step(script, tmp_path, {"SUBMITTER": submitter})
+@pytest.mark.parametrize("submitter", ["python", "fastlane"])
+def test_reusable_submitter_step_accepts(submitter: str, tmp_path: Path) -> None:
+    script = step_script("asc-release.yml", "route", "submitter")
+    completed, _ = run_step(script, tmp_path, {"SUBMITTER": submitter})
+    assert completed.returncode == 0, completed.stderr
+
+
+SUBMITTER_FIXES = {
+    "asc-webhook.yml": "set ASC_SUBMITTER in this file to python or fastlane",
+    "asc-release.yml": "pass python or fastlane",
+}
+BAD_SUBMITTERS = [
+    pytest.param("", id="empty"),
+    pytest.param("Python", id="capitalized"),
+    pytest.param("ruby", id="unknown"),
+    pytest.param("fastlane; rm -rf /", id="semicolon"),
+    pytest.param("$(touch pwned)", id="command-substitution"),
+    pytest.param("python\nfastlane", id="newline"),
+    pytest.param("x" * 5000, id="5000-characters"),
+]
+
+
+@pytest.mark.parametrize("name", PIPELINES)
+@pytest.mark.parametrize("submitter", BAD_SUBMITTERS)
+def test_submitter_step_rejects(name: str, submitter: str, tmp_path: Path) -> None:
+    script = step_script(name, "route", "submitter")
+    env = {"SUBMITTER": submitter}
+    completed, outputs = run_step(script, tmp_path, env, ("-e",))
     assert completed.returncode == 2
-    assert "set ASC_SUBMITTER in this file to python or fastlane" in completed.stdout
+    assert SUBMITTER_FIXES[name] in completed.stdout
     assert outputs == {}
+    assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize("name", PIPELINES)
+def test_submitter_error_starts_no_command(name: str, tmp_path: Path) -> None:
+    # The runner reads every output line that starts with "::" as a command.
+    submitter = "x\n::add-mask::secret\n::stop-commands::token"
+    script = step_script(name, "route", "submitter")
+    completed, _ = run_step(script, tmp_path, {"SUBMITTER": submitter})
+    lines = completed.stdout.splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("::error::submitter 'x?")
+    assert "::" not in lines[0].removeprefix("::error::")
 
 
 def event_file_script(job_id: str) -> str:
