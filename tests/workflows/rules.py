@@ -20,8 +20,21 @@ WORKFLOW_DIR = Path(__file__).resolve().parents[2] / ".github" / "workflows"
 WRITE_ALLOWED = {"release": {"contents", "pull-requests"}}
 
 _EXPRESSION = re.compile(r"\$\{\{(.*?)\}\}", re.DOTALL)
-# Contexts an outsider can shape: the dispatch payload and workflow inputs.
-_UNTRUSTED = re.compile(r"\bgithub\s*\.\s*event\b|(?<![\w.])inputs\b")
+# Values an outsider can shape: the event (also through github['event'], the whole
+# github context or github.head_ref), inputs, and values that jobs, steps or env:
+# settings may have derived from them.
+_UNTRUSTED = re.compile(
+    r"(?<![\w.])github\b(?!\s*\.\s*(?!event\b|head_ref\b)\w)"
+    r"|(?<![\w.])inputs\b"
+    r"|(?<![\w.])(?:needs|steps)\s*\.\s*[\w-]+\s*\.\s*outputs\b"
+    r"|(?<![\w.])env\s*[.\[]"
+)
+# Actions that evaluate a `with:` input as a script: all their inputs are checked.
+_SCRIPT_ACTIONS = ("actions/github-script@",)
+# `with:` inputs that an action may run as code, whatever the action.
+_SCRIPT_INPUTS = {"script", "run", "command", "commands"}
+# Keys of `run:` settings that reach the shell or its command line.
+_SHELL_KEYS = ("run", "shell", "working-directory")
 _SECRETS = re.compile(r"(?<![\w.])secrets\b")
 _FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
 _USES_LINE = re.compile(r"^\s*(?:-\s*)?uses:\s*(?P<ref>\S+)(?P<rest>.*)$")
@@ -52,29 +65,83 @@ def steps(workflow: dict[str, Any]) -> Iterator[tuple[str, int, dict[str, Any]]]
             yield job_id, index, step
 
 
-def untrusted_expressions_in_run(workflow: dict[str, Any]) -> list[str]:
-    """Find ``${{ }}`` expressions in ``run:`` that read the event or inputs."""
-    problems = []
+def shell_fields(workflow: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """Yield (location, text) for every value GitHub pastes into a script or its
+    command line: ``run:``, ``shell:`` and ``working-directory:`` of steps and of
+    ``defaults.run``, and the script inputs of actions that evaluate code."""
+    for key, value in ((workflow.get("defaults") or {}).get("run") or {}).items():
+        if key in _SHELL_KEYS:
+            yield f"defaults.run.{key}", str(value)
+    for job_id, job in jobs(workflow).items():
+        for key, value in ((job.get("defaults") or {}).get("run") or {}).items():
+            if key in _SHELL_KEYS:
+                yield f"job {job_id!r} defaults.run.{key}", str(value)
     for job_id, index, step in steps(workflow):
-        for expression in _EXPRESSION.findall(step.get("run", "")):
+        where = f"job {job_id!r} step {index}"
+        for key in _SHELL_KEYS:
+            if key in step:
+                yield f"{where} {key}:", str(step[key])
+        evaluates_all = str(step.get("uses", "")).startswith(_SCRIPT_ACTIONS)
+        for key, value in (step.get("with") or {}).items():
+            if evaluates_all or key in _SCRIPT_INPUTS:
+                yield f"{where} with.{key}:", str(value)
+
+
+def untrusted_expressions_in_run(workflow: dict[str, Any]) -> list[str]:
+    """Find ``${{ }}`` expressions that paste the event, inputs or values derived
+    from them into a script (see :func:`shell_fields`)."""
+    problems = []
+    for where, text in shell_fields(workflow):
+        for expression in _EXPRESSION.findall(text):
             if _UNTRUSTED.search(expression):
                 problems.append(
-                    f"job {job_id!r} step {index}: run: contains "
-                    f"${{{{{expression}}}}}; pass the value through env: instead"
+                    f"{where} contains ${{{{{expression}}}}}; "
+                    "pass the value through env: and read the variable instead"
                 )
     return problems
 
 
 def secrets_in_run(workflow: dict[str, Any]) -> list[str]:
-    """Find secrets written into ``run:`` scripts instead of step ``env:``."""
+    """Find secrets pasted into a script (see :func:`shell_fields`) instead of
+    passed through step ``env:``."""
     problems = []
-    for job_id, index, step in steps(workflow):
-        for expression in _EXPRESSION.findall(step.get("run", "")):
+    for where, text in shell_fields(workflow):
+        for expression in _EXPRESSION.findall(text):
             if _SECRETS.search(expression):
                 problems.append(
-                    f"job {job_id!r} step {index}: run: contains ${{{{{expression}}}}}; "
+                    f"{where} contains ${{{{{expression}}}}}; "
                     "pass secrets through env: instead"
                 )
+    return problems
+
+
+def unsound_conditions(workflow: dict[str, Any]) -> list[str]:
+    """Find ``if:`` values that GitHub always reads as true.
+
+    An ``if:`` that contains ``${{ }}`` and any other text, even a trailing
+    newline from a ``|`` block, becomes a non-empty string, which is truthy.
+    """
+    conditions = [
+        (f"job {job_id!r}", job.get("if")) for job_id, job in jobs(workflow).items()
+    ]
+    conditions += [
+        (f"job {job_id!r} step {index}", step.get("if"))
+        for job_id, index, step in steps(workflow)
+    ]
+    problems = []
+    for where, condition in conditions:
+        if not isinstance(condition, str) or "${{" not in condition:
+            continue
+        whole = (
+            condition.startswith("${{")
+            and condition.endswith("}}")
+            and condition.count("${{") == 1
+        )
+        if not whole:
+            problems.append(
+                f"{where} if: {condition!r} is always true: write the condition "
+                "without ${{ }}, or as one ${{ }} with nothing around it"
+            )
     return problems
 
 
@@ -166,6 +233,7 @@ def all_rules(text: str, write_allowed: dict[str, set[str]] | None = None) -> li
     return (
         untrusted_expressions_in_run(workflow)
         + secrets_in_run(workflow)
+        + unsound_conditions(workflow)
         + top_level_permissions(workflow)
         + jobs_without_permissions(workflow)
         + write_permissions(workflow, write_allowed)

@@ -12,6 +12,9 @@ import pytest
 from tests.workflows import rules
 
 CHECKOUT = "actions/checkout@3d3c42e5aac5ba805825da76410c181273ba90b1 # v7.0.1"
+GITHUB_SCRIPT = (
+    "actions/github-script@60a0d83039c74a4aee543508d2ffcb1c3799cdea # v7.0.1"
+)
 
 GOOD = f"""
 on: push
@@ -43,6 +46,7 @@ WorkflowRule = Callable[[dict[str, Any]], list[str]]
 WORKFLOW_RULES: list[WorkflowRule] = [
     rules.untrusted_expressions_in_run,
     rules.secrets_in_run,
+    rules.unsound_conditions,
     rules.top_level_permissions,
     rules.jobs_without_permissions,
     rules.write_permissions,
@@ -53,7 +57,9 @@ WORKFLOW_RULES: list[WorkflowRule] = [
 BAD_WORKFLOWS = [
     pytest.param(
         rules.untrusted_expressions_in_run,
-        bad('run: echo "$PAYLOAD_ID"', "run: echo ${{ github.event.client_payload.id }}"),
+        bad(
+            'run: echo "$PAYLOAD_ID"', "run: echo ${{ github.event.client_payload.id }}"
+        ),
         "github.event.client_payload.id",
         id="client-payload-in-run",
     ),
@@ -65,7 +71,9 @@ BAD_WORKFLOWS = [
     ),
     pytest.param(
         rules.untrusted_expressions_in_run,
-        bad('run: echo "$PAYLOAD_ID"', "run: echo '${{ github.event.inputs.payload }}'"),
+        bad(
+            'run: echo "$PAYLOAD_ID"', "run: echo '${{ github.event.inputs.payload }}'"
+        ),
         "github.event.inputs.payload",
         id="event-inputs-in-run",
     ),
@@ -83,6 +91,147 @@ BAD_WORKFLOWS = [
         bad('run: echo "$PAYLOAD_ID"', "run: curl -H ${{ secrets.TOKEN }} x"),
         "secrets.TOKEN",
         id="secret-in-run",
+    ),
+    pytest.param(
+        rules.untrusted_expressions_in_run,
+        bad(
+            'run: echo "$PAYLOAD_ID"', "run: echo ${{ github['event'].client_payload }}"
+        ),
+        "github['event']",
+        id="event-by-index-in-run",
+    ),
+    pytest.param(
+        rules.untrusted_expressions_in_run,
+        bad('run: echo "$PAYLOAD_ID"', "run: echo '${{ toJSON(github) }}'"),
+        "toJSON(github)",
+        id="whole-github-context-in-run",
+    ),
+    pytest.param(
+        rules.untrusted_expressions_in_run,
+        bad('run: echo "$PAYLOAD_ID"', "run: git log ${{ github.head_ref }}"),
+        "github.head_ref",
+        id="head-ref-in-run",
+    ),
+    pytest.param(
+        rules.untrusted_expressions_in_run,
+        bad(
+            'run: echo "$PAYLOAD_ID"',
+            "run: echo ${{ needs.route.outputs.resource-id }}",
+        ),
+        "needs.route.outputs.resource-id",
+        id="job-output-in-run",
+    ),
+    pytest.param(
+        rules.untrusted_expressions_in_run,
+        bad('run: echo "$PAYLOAD_ID"', "run: echo ${{ steps.resource.outputs.id }}"),
+        "steps.resource.outputs.id",
+        id="step-output-in-run",
+    ),
+    pytest.param(
+        rules.untrusted_expressions_in_run,
+        bad('run: echo "$PAYLOAD_ID"', "run: echo ${{ env.PAYLOAD_ID }}"),
+        "env.PAYLOAD_ID",
+        id="env-expression-in-run",
+    ),
+    pytest.param(
+        rules.untrusted_expressions_in_run,
+        bad(
+            'run: echo "$PAYLOAD_ID"',
+            'run: echo "$PAYLOAD_ID"\n'
+            "        working-directory: ${{ github.event.client_payload.dir }}",
+        ),
+        "step 1 working-directory:",
+        id="payload-in-working-directory",
+    ),
+    pytest.param(
+        rules.untrusted_expressions_in_run,
+        bad(
+            'run: echo "$PAYLOAD_ID"',
+            'run: echo "$PAYLOAD_ID"\n        shell: ${{ inputs.shell }} {0}',
+        ),
+        "step 1 shell:",
+        id="input-in-shell",
+    ),
+    pytest.param(
+        rules.untrusted_expressions_in_run,
+        bad(
+            "    permissions:\n      contents: read\n",
+            "    permissions:\n      contents: read\n    defaults:\n      run:\n"
+            "        working-directory: ${{ inputs.dir }}\n",
+        ),
+        "job 'build' defaults.run.working-directory",
+        id="input-in-job-defaults",
+    ),
+    pytest.param(
+        rules.untrusted_expressions_in_run,
+        bad(
+            "permissions: {}\n",
+            "permissions: {}\ndefaults:\n  run:\n"
+            "    working-directory: ${{ github.event.client_payload.dir }}\n",
+        ),
+        "defaults.run.working-directory",
+        id="payload-in-workflow-defaults",
+    ),
+    pytest.param(
+        rules.untrusted_expressions_in_run,
+        bad(
+            'run: echo "$PAYLOAD_ID"',
+            f"uses: {GITHUB_SCRIPT}\n"
+            "        with:\n"
+            "          script: console.log('${{ github.event.client_payload.id }}')",
+        ),
+        "step 1 with.script:",
+        id="payload-in-github-script",
+    ),
+    pytest.param(
+        rules.untrusted_expressions_in_run,
+        bad(
+            'run: echo "$PAYLOAD_ID"',
+            "uses: example/runner@60a0d83039c74a4aee543508d2ffcb1c3799cdea # v1.0.0\n"
+            "        with:\n"
+            "          command: deploy ${{ inputs.target }}",
+        ),
+        "step 1 with.command:",
+        id="input-in-action-command",
+    ),
+    pytest.param(
+        rules.secrets_in_run,
+        bad(
+            'run: echo "$PAYLOAD_ID"',
+            f"uses: {GITHUB_SCRIPT}\n"
+            "        with:\n"
+            "          script: fetch('${{ secrets.TOKEN }}')",
+        ),
+        "secrets.TOKEN",
+        id="secret-in-github-script",
+    ),
+    pytest.param(
+        rules.unsound_conditions,
+        bad(
+            "    runs-on: ubuntu-latest\n",
+            "    runs-on: ubuntu-latest\n"
+            "    if: ${{ github.event.action }} == 'asc-webhook'\n",
+        ),
+        "job 'build' if:",
+        id="job-if-with-text-around",
+    ),
+    pytest.param(
+        rules.unsound_conditions,
+        bad(
+            "      - env:\n",
+            "      - if: |\n          ${{ false }}\n        env:\n",
+        ),
+        "job 'build' step 1 if:",
+        id="step-if-block-scalar",
+    ),
+    pytest.param(
+        rules.unsound_conditions,
+        bad(
+            "    runs-on: ubuntu-latest\n",
+            "    runs-on: ubuntu-latest\n    if: ${{ false }} && ${{ false }}\n",
+        ),
+        "always true",
+        id="two-expressions-in-if",
     ),
     pytest.param(
         rules.top_level_permissions,
@@ -125,7 +274,9 @@ BAD_WORKFLOWS = [
 
 BAD_PINS = [
     pytest.param(bad(CHECKOUT, "actions/checkout@v7"), "not pinned", id="tag"),
-    pytest.param(bad(CHECKOUT, "actions/checkout@main # v7"), "not pinned", id="branch"),
+    pytest.param(
+        bad(CHECKOUT, "actions/checkout@main # v7"), "not pinned", id="branch"
+    ),
     pytest.param(
         bad(CHECKOUT, "actions/checkout@3d3c42e5aac5ba805825da76410c181273ba90b # v7"),
         "not pinned",
@@ -136,9 +287,7 @@ BAD_PINS = [
         "no '# vX.Y.Z' version comment",
         id="no-version-comment",
     ),
-    pytest.param(
-        bad(CHECKOUT, "'actions/checkout@v7'"), "not pinned", id="quoted-tag"
-    ),
+    pytest.param(bad(CHECKOUT, "'actions/checkout@v7'"), "not pinned", id="quoted-tag"),
 ]
 
 
@@ -163,7 +312,9 @@ def test_good_example_passes_all_rules() -> None:
 
 
 @pytest.mark.parametrize(("rule", "text", "expected"), BAD_WORKFLOWS)
-def test_rule_catches_bad_workflow(rule: WorkflowRule, text: str, expected: str) -> None:
+def test_rule_catches_bad_workflow(
+    rule: WorkflowRule, text: str, expected: str
+) -> None:
     problems = rule(rules.load(text))
     assert len(problems) == 1
     assert expected in problems[0]
@@ -181,6 +332,28 @@ def test_local_actions_need_no_pin() -> None:
         "  call:\n    uses: ./.github/workflows/asc-release.yml\n", ""
     )
     assert rules.unpinned_actions(text) == []
+
+
+SAFE_FRAGMENTS = [
+    pytest.param('run: echo "${{ github.run_id }}"', id="run-id-in-run"),
+    pytest.param('run: echo "${{ github.event_name }}"', id="event-name-in-run"),
+    pytest.param('run: echo "${{ runner.temp }}"', id="runner-in-run"),
+    pytest.param(
+        "if: needs.route.outputs.action == 'release'\n"
+        '        run: echo "$PAYLOAD_ID"',
+        id="bare-if",
+    ),
+    pytest.param(
+        "if: ${{ github.event.client_payload.id == 'x' }}\n"
+        '        run: echo "$PAYLOAD_ID"',
+        id="whole-expression-if",
+    ),
+]
+
+
+@pytest.mark.parametrize("fragment", SAFE_FRAGMENTS)
+def test_safe_fragment_passes_all_rules(fragment: str) -> None:
+    assert rules.all_rules(bad('run: echo "$PAYLOAD_ID"', fragment)) == []
 
 
 def test_env_expressions_allowed() -> None:

@@ -101,7 +101,12 @@ PING = webhook_body("webhookPingCreated", None)
 
 RESOURCE_CASES = [
     pytest.param(
-        {"client_payload": {"event": "buildUploadStateUpdated", "resource": {"id": "b-1"}}},
+        {
+            "client_payload": {
+                "event": "buildUploadStateUpdated",
+                "resource": {"id": "b-1"},
+            }
+        },
         "b-1",
         id="repository-dispatch",
     ),
@@ -126,7 +131,9 @@ RESOURCE_CASES = [
         id="background-asset-instance",
     ),
     pytest.param(PING, "run-42", id="ping-without-resource"),
-    pytest.param({"inputs": {"payload": "{not json"}}, "run-42", id="replay-invalid-json"),
+    pytest.param(
+        {"inputs": {"payload": "{not json"}}, "run-42", id="replay-invalid-json"
+    ),
     pytest.param(
         {"client_payload": {"resource": {"id": "a;b$(touch x)`\n"}}},
         "abtouchx",
@@ -252,13 +259,16 @@ def event_file_script(job_id: str) -> str:
 
 
 @pytest.mark.parametrize(
-    "job_id", list(rules.jobs(rules.load((rules.WORKFLOW_DIR / "asc-release.yml").read_text())))
+    "job_id",
+    list(rules.jobs(rules.load((rules.WORKFLOW_DIR / "asc-release.yml").read_text()))),
 )
 def test_event_file_step_writes_input(job_id: str, tmp_path: Path) -> None:
     # Quotes, dollars and backticks in the event must reach the file unchanged.
     event = json.dumps({"client_payload": {"id": "x'\"$(id)`", "n": 1}})
     completed, _ = run_step(
-        event_file_script(job_id), tmp_path, {"ASC_EVENT": event, "GITHUB_EVENT_PATH": ""}
+        event_file_script(job_id),
+        tmp_path,
+        {"ASC_EVENT": event, "GITHUB_EVENT_PATH": ""},
     )
     assert completed.returncode == 0, completed.stderr
     assert (tmp_path / "asc-event.json").read_text() == event
