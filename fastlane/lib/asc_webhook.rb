@@ -28,8 +28,9 @@ module AscWebhook
     "VISION_OS" => "xros"
   }.freeze
 
-  # A resource path the lane may request: /v1/<resource type>/<id>.
-  RESOURCE_PATH = %r{\A/v1/[A-Za-z]+/[A-Za-z0-9._-]+\z}.freeze
+  # A resource path the lane may request: /v1/<resource type>/<id>. The id needs
+  # a letter or digit, so "." and ".." cannot walk up to another path.
+  RESOURCE_PATH = %r{\A/v1/[A-Za-z]+/[A-Za-z0-9._-]*[A-Za-z0-9][A-Za-z0-9._-]*\z}.freeze
 
   # One App Store Connect webhook event, from either the relay's client_payload or
   # the raw webhook body.

@@ -243,6 +243,10 @@ class ResourceUrlTest < Minitest::Test
 
   INVALID_PATHS = [
     "https://api.appstoreconnect.apple.com/v1/buildUploads/../../v1/users",
+    "https://api.appstoreconnect.apple.com/v1/buildUploads/..",
+    "https://api.appstoreconnect.apple.com/v1/buildUploads/.",
+    "https://api.appstoreconnect.apple.com/v1/buildUploads/%2E%2E",
+    "https://api.appstoreconnect.apple.com/v1/buildUploads/upload-1%0A",
     "https://api.appstoreconnect.apple.com/v1/buildUploads/upload-1/relationships/x",
     "https://api.appstoreconnect.apple.com/v2/buildUploads/upload-1",
     "https://api.appstoreconnect.apple.com/"
