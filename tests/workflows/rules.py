@@ -37,6 +37,7 @@ _SCRIPT_INPUTS = {"script", "run", "command", "commands"}
 _SHELL_KEYS = ("run", "shell", "working-directory")
 _SECRETS = re.compile(r"(?<![\w.])secrets\b")
 _FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
+_IMAGE_DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 _USES_LINE = re.compile(r"^\s*(?:-\s*)?uses:\s*(?P<ref>\S+)(?P<rest>.*)$")
 _GATE = re.compile(r"needs\.route\.outputs\.action\s*==\s*'(?P<action>[^']*)'")
 
@@ -193,7 +194,15 @@ def unpinned_actions(text: str) -> list[str]:
         if match is None:
             continue
         ref = match["ref"].strip("'\"")
-        if ref.startswith(("./", "docker://")):
+        if ref.startswith("./"):
+            continue
+        if ref.startswith("docker://"):
+            # An image tag can be moved like a git tag; a digest cannot.
+            if not _IMAGE_DIGEST.search(ref):
+                problems.append(
+                    f"line {number}: {ref} is not pinned to an image digest "
+                    "(@sha256:<64 hex digits>)"
+                )
             continue
         _, _, version = ref.partition("@")
         if not _FULL_SHA.match(version):

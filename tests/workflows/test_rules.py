@@ -327,6 +327,24 @@ def test_unpinned_action_caught(text: str, expected: str) -> None:
     assert expected in problems[0]
 
 
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+
+
+@pytest.mark.parametrize(
+    ("image", "problem_count"),
+    [
+        pytest.param("docker://alpine:3.20", 1, id="tag"),
+        pytest.param("docker://alpine", 1, id="no-tag"),
+        pytest.param(f"docker://alpine@{DIGEST[:-1]}", 1, id="short-digest"),
+        pytest.param(f"docker://alpine@{DIGEST}", 0, id="digest"),
+    ],
+)
+def test_docker_action_needs_digest(image: str, problem_count: int) -> None:
+    text = bad(CHECKOUT, image)
+    problems = rules.unpinned_actions(text)
+    assert len(problems) == problem_count
+
+
 def test_local_actions_need_no_pin() -> None:
     text = GOOD + textwrap.indent(
         "  call:\n    uses: ./.github/workflows/asc-release.yml\n", ""
