@@ -116,6 +116,27 @@ def secrets_in_run(workflow: dict[str, Any]) -> list[str]:
     return problems
 
 
+def secrets_in_shared_env(workflow: dict[str, Any]) -> list[str]:
+    """Find secrets in workflow-level or job-level ``env:``, which every step of
+    the workflow or job, and each command it starts, can read."""
+    scopes = [("workflow", workflow.get("env"))]
+    scopes += [
+        (f"job {job_id!r}", job.get("env")) for job_id, job in jobs(workflow).items()
+    ]
+    problems = []
+    for where, env in scopes:
+        if not isinstance(env, dict):
+            continue
+        for name, value in env.items():
+            for expression in _EXPRESSION.findall(str(value)):
+                if _SECRETS.search(expression) or "github.token" in expression:
+                    problems.append(
+                        f"{where} env: {name} contains ${{{{{expression}}}}}; "
+                        "move it to the env: of the step that needs it"
+                    )
+    return problems
+
+
 def unsound_conditions(workflow: dict[str, Any]) -> list[str]:
     """Find ``if:`` values that GitHub always reads as true.
 
@@ -242,6 +263,7 @@ def all_rules(text: str, write_allowed: dict[str, set[str]] | None = None) -> li
     return (
         untrusted_expressions_in_run(workflow)
         + secrets_in_run(workflow)
+        + secrets_in_shared_env(workflow)
         + unsound_conditions(workflow)
         + top_level_permissions(workflow)
         + jobs_without_permissions(workflow)

@@ -46,6 +46,7 @@ WorkflowRule = Callable[[dict[str, Any]], list[str]]
 WORKFLOW_RULES: list[WorkflowRule] = [
     rules.untrusted_expressions_in_run,
     rules.secrets_in_run,
+    rules.secrets_in_shared_env,
     rules.unsound_conditions,
     rules.top_level_permissions,
     rules.jobs_without_permissions,
@@ -91,6 +92,24 @@ BAD_WORKFLOWS = [
         bad('run: echo "$PAYLOAD_ID"', "run: curl -H ${{ secrets.TOKEN }} x"),
         "secrets.TOKEN",
         id="secret-in-run",
+    ),
+    pytest.param(
+        rules.secrets_in_shared_env,
+        bad(
+            "permissions: {}\n",
+            "permissions: {}\nenv:\n  TOKEN: ${{ secrets.TOKEN }}\n",
+        ),
+        "workflow env: TOKEN",
+        id="secret-in-workflow-env",
+    ),
+    pytest.param(
+        rules.secrets_in_shared_env,
+        bad(
+            "    runs-on: ubuntu-latest\n",
+            "    runs-on: ubuntu-latest\n    env:\n      GH: ${{ github.token }}\n",
+        ),
+        "job 'build' env: GH",
+        id="token-in-job-env",
     ),
     pytest.param(
         rules.untrusted_expressions_in_run,
