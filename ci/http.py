@@ -11,7 +11,6 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
 
@@ -134,6 +133,20 @@ def error_class_for(status: int) -> type[ApiError]:
     return ApiError
 
 
+def _describe_failure(exc: requests.RequestException) -> str:
+    """Say in one phrase why no response came, without requests' nested repr."""
+    if isinstance(exc, requests.Timeout):
+        return "timed out; check the network or try again later"
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "TLS handshake failed; check the URL and the certificate"
+    if isinstance(exc, requests.ConnectionError):
+        return (
+            "could not connect (refused, unreachable or unknown host); check the base "
+            "URL setting and the network"
+        )
+    return type(exc).__name__
+
+
 class HttpClient:
     """A ``requests`` session with timeouts, retries and typed errors.
 
@@ -203,7 +216,7 @@ class HttpClient:
                     raise ConnectionFailedError(
                         method, shown, None,
                         f"{method} {shown} failed after {attempt} attempts: "
-                        f"{type(exc).__name__}: {self._redact_text(str(exc), url)}",
+                        f"{_describe_failure(exc)}",
                     ) from exc
                 delay = retry_delay(attempt, base=self.backoff_base, cap=self.backoff_cap)
                 logger.warning(
@@ -237,13 +250,6 @@ class HttpClient:
                 self.sleep(delay)
                 continue
             raise self.error_for(method, shown, response)
-
-    def _redact_text(self, text: str, url: str) -> str:
-        # requests puts the request path into connection errors.
-        shown = self.redact_url(url)
-        if shown == url:
-            return text
-        return text.replace(url, shown).replace(urlsplit(url).path, urlsplit(shown).path)
 
     def error_for(self, method: str, url: str, response: requests.Response) -> ApiError:
         """Build the exception for a failed response."""
