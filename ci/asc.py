@@ -130,6 +130,11 @@ def resource_url(
         )
     if not resource_id:
         raise InvalidResourceUrlError(f"resource id for {resource_type} is empty")
+    if not resource_id.strip("."):
+        # quote() leaves "." and ".." alone, and they would move up the path.
+        raise InvalidResourceUrlError(
+            f"resource id {resource_id!r} for {resource_type} is invalid"
+        )
     return f"{base_url.rstrip('/')}/v1/{resource_type}/{quote(resource_id, safe='')}"
 
 

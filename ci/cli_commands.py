@@ -251,7 +251,8 @@ def event_outputs(event: AscEvent, chosen: Route) -> dict[str, str]:
         "action": chosen.action,
         "event_type": event.type,
         "resource_type": event.resource_type or "",
-        "resource_id": event.resource_id or "",
+        # Step outputs land in the runner's environment: keep them short.
+        "resource_id": (event.resource_id or "")[:200],
         "new_state": event.new_state or "",
     }
     return values

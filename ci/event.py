@@ -224,7 +224,19 @@ def event_from_client_payload(
 
 
 def route(event: AscEvent, settings: Settings) -> Route:
-    """Pick the automation for an event; unknown types and states route to none."""
+    """Pick the automation for an event; unknown types and states route to none.
+
+    An event that needs a resource but names none routes to none too, so no
+    job starts only to fail on the missing id.
+    """
+    chosen = _route(event, settings)
+    if chosen.action != NONE and not event.resource_id:
+        logger.warning("%s event names no resource id; nothing to do", event.type)
+        return Route(NONE, f"the {event.type} event names no resource id")
+    return chosen
+
+
+def _route(event: AscEvent, settings: Settings) -> Route:
     state = event.new_state
 
     if event.type == BUILD_UPLOAD_STATE_UPDATED:

@@ -721,3 +721,11 @@ def test_no_secret_in_logs(
     for line in key_lines:
         assert line not in caplog.text
     assert "returned 401" in caplog.text
+
+
+@pytest.mark.parametrize("resource_id", [".", "..", "..."])
+def test_resource_url_rejects_dot_ids(resource_id: str) -> None:
+    from ci.asc import InvalidResourceUrlError, resource_url
+
+    with pytest.raises(InvalidResourceUrlError, match="is invalid"):
+        resource_url("buildUploads", resource_id)

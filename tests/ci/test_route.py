@@ -92,7 +92,9 @@ def test_route_actions_all_reachable() -> None:
         ("webhookPingCreated", None),
     ]:
         reached.add(
-            route(AscEvent(type=event_type, new_state=state), Settings()).action
+            route(
+                AscEvent(type=event_type, new_state=state, resource_id="r1"), Settings()
+            ).action
         )
     assert reached == set(ACTIONS)
 
@@ -126,7 +128,9 @@ def test_route_notify_states_from_settings() -> None:
 def test_route_beta_states_from_settings() -> None:
     settings = parse_settings("slack:\n  beta_notify_states: [IN_BETA_REVIEW]\n")
     event = AscEvent(
-        type="buildBetaDetailExternalBuildStateUpdated", new_state="IN_BETA_REVIEW"
+        type="buildBetaDetailExternalBuildStateUpdated",
+        new_state="IN_BETA_REVIEW",
+        resource_id="d1",
     )
     assert route(event, settings).action == "notify-beta-state"
 
@@ -143,3 +147,20 @@ def test_route_ping_logs_connected(caplog: pytest.LogCaptureFixture) -> None:
     chosen = route(event, Settings())
     assert "relay connected" in chosen.reason
     assert "relay connected" in caplog.text
+
+
+def test_route_event_without_resource_is_none() -> None:
+    from ci.event import NONE
+
+    event = event_from_webhook_body(
+        {
+            "data": {
+                "type": "buildUploadStateUpdated",
+                "id": "e1",
+                "attributes": {"newState": "COMPLETE"},
+            }
+        }
+    )
+    chosen = route(event, parse_settings(""))
+    assert chosen.action == NONE
+    assert "names no resource id" in chosen.reason

@@ -203,9 +203,15 @@ def test_render_template_fills_fields(template: str, expected: str) -> None:
     assert rendered == expected
 
 
-@pytest.mark.parametrize(("text", "expected"), [("false", False), ("true", True), ("null", None)])
-def test_settings_encryption_answer_may_be_unset(text: str, expected: bool | None) -> None:
-    settings = parse_settings(f"submit_for_review:\n  uses_non_exempt_encryption: {text}\n")
+@pytest.mark.parametrize(
+    ("text", "expected"), [("false", False), ("true", True), ("null", None)]
+)
+def test_settings_encryption_answer_may_be_unset(
+    text: str, expected: bool | None
+) -> None:
+    settings = parse_settings(
+        f"submit_for_review:\n  uses_non_exempt_encryption: {text}\n"
+    )
     assert settings.submit_for_review.uses_non_exempt_encryption is expected
 
 
