@@ -114,9 +114,8 @@ def _run(
     payloads = _wait_dispatched(store, [int(d.answer["delivery"]) for d in accepted])  # type: ignore[index]
     ok = _print_table(deliveries, payloads)
     counts = store.counts()
-    print(
-        f"\nrecorded: {sum(counts.values())} deliveries {dict(sorted(counts.items()))}"
-    )
+    states = ", ".join(f"{state}: {count}" for state, count in sorted(counts.items()))
+    print(f"\nrecorded: {sum(counts.values())} deliveries ({states})")
     print(
         "result: every outcome as expected"
         if ok
@@ -172,6 +171,9 @@ def _wait_dispatched(store: Store, ids: list[int]) -> dict[int, dict]:
 def _print_table(deliveries: list[Delivery], payloads: dict[int, dict]) -> bool:
     print(
         f"Accepted deliveries become repository_dispatch 'asc-webhook' on {REPOSITORY}.\n"
+        "WOULD DISPATCH names the resource each event points at; '+N earlier' counts\n"
+        "the state changes of that resource already recorded, which the dispatch\n"
+        "carries as relay.history.\n"
     )
     rows = [("DELIVERY", "EVENT", "STATE CHANGE", "HTTP", "WOULD DISPATCH", "")]
     all_ok = True

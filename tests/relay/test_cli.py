@@ -236,7 +236,7 @@ def test_demo_runs_every_sample_and_exits_zero() -> None:
     assert "tampered upload" in result.stdout
     assert "nothing: repeat of delivery 10" in result.stdout
     assert result.stdout.count("  ok") == 12
-    assert "recorded: 10 deliveries {'dry_run': 10}" in result.stdout
+    assert "recorded: 10 deliveries (dry_run: 10)" in result.stdout
 
 
 def test_usage_error_exits_2() -> None:
