@@ -8,6 +8,7 @@ milliseconds whatever GitHub is doing.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import time
 from typing import Any
@@ -239,6 +240,9 @@ def _healthz() -> Response:
 def _readyz() -> Response:
     problems: list[str] = []
     store = _store()
+    if store.path != ":memory:" and not os.path.exists(store.path):
+        # SQLite keeps writing to a deleted file, and a restart would lose it.
+        problems.append(f"database file {store.path} is missing")
     try:
         store.check_writable()
         beat = store.last_beat(HEARTBEAT)

@@ -346,3 +346,14 @@ def test_webhook_redelivery_of_failed_delivery_is_queued_again(store: Store) -> 
     assert row["state"] == "pending"
     assert row["attempts"] == 0
     assert post(client, body).json["status"] == "duplicate"
+
+
+def test_readyz_fails_when_database_file_is_deleted(store: Store) -> None:
+    import os
+
+    store.beat("dispatcher", 1)
+    client = client_for(store)
+    os.remove(store.path)
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert any("is missing" in problem for problem in response.json["problems"])
