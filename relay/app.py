@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import threading
 import time
 from typing import Any
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from relay.config import DEFAULT_ROUTE, Settings
@@ -28,12 +29,49 @@ logger = logging.getLogger(__name__)
 REQUEST_UUID_HEADER = "x-apple-request-uuid"
 
 
+class RejectionLog:
+    """Log rejected signatures, at most ``limit`` lines a minute per process.
+
+    Anyone can POST unsigned requests, so each one must not cost a log line;
+    the lines held back are counted in the next one that is written.
+    """
+
+    def __init__(self, limit: int = 20, window: float = 60.0) -> None:
+        self.limit = limit
+        self.window = window
+        self._lock = threading.Lock()
+        self._window_start = 0.0
+        self._written = 0
+        self._suppressed = 0
+
+    def warn(self, reason: str, ids: dict[str, Any]) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._window_start >= self.window:
+                self._window_start, self._written = now, 0
+            if self._written >= self.limit:
+                self._suppressed += 1
+                return
+            self._written += 1
+            suppressed, self._suppressed = self._suppressed, 0
+        if suppressed:
+            logger.warning(
+                "rejected delivery: %s (%d more rejections not logged)",
+                reason,
+                suppressed,
+                extra=ids,
+            )
+        else:
+            logger.warning("rejected delivery: %s", reason, extra=ids)
+
+
 def create_app(settings: Settings, store: Store | None = None) -> Flask:
     """Build the relay's Flask application."""
     app = Flask("relay")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.extensions["relay.settings"] = settings
     app.extensions["relay.store"] = store or Store(settings.database)
+    app.extensions["relay.rejections"] = RejectionLog()
 
     # No automatic OPTIONS: any method but POST on a webhook path gets 405.
     app.add_url_rule(
@@ -59,14 +97,10 @@ def create_app(settings: Settings, store: Store | None = None) -> Flask:
 
 
 def _settings() -> Settings:
-    from flask import current_app
-
     return current_app.extensions["relay.settings"]  # type: ignore[no-any-return]
 
 
 def _store() -> Store:
-    from flask import current_app
-
     return current_app.extensions["relay.store"]  # type: ignore[no-any-return]
 
 
@@ -116,7 +150,7 @@ def _receive(route: str | None) -> Response:
             raise SignatureError("more than one x-apple-signature header")
         verify(body, signatures[0] if signatures else None, target.secrets)
     except SignatureError as exc:
-        logger.warning("rejected delivery: %s", exc.reason, extra=ids)
+        current_app.extensions["relay.rejections"].warn(exc.reason, ids)
         return _answer(401, {"error": "invalid_signature", "message": exc.reason})
 
     try:

@@ -357,3 +357,23 @@ def test_readyz_fails_when_database_file_is_deleted(store: Store) -> None:
     response = client.get("/readyz")
     assert response.status_code == 503
     assert any("is missing" in problem for problem in response.json["problems"])
+
+
+def test_rejection_log_is_rate_limited(caplog: Any) -> None:
+    from relay.app import RejectionLog
+
+    rejections = RejectionLog(limit=3, window=3600)
+    with caplog.at_level(logging.WARNING):
+        for _ in range(10):
+            rejections.warn(
+                "x-apple-signature does not match the body", {"route": "default"}
+            )
+    lines = [record.getMessage() for record in caplog.records]
+    assert len(lines) == 3
+
+    rejections._window_start -= 3600  # the next window begins
+    with caplog.at_level(logging.WARNING):
+        rejections.warn("missing x-apple-signature header", {"route": "default"})
+    assert caplog.records[-1].getMessage() == (
+        "rejected delivery: missing x-apple-signature header (7 more rejections not logged)"
+    )
