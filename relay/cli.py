@@ -21,7 +21,7 @@ import requests
 
 from relay import __version__
 from relay.config import DEFAULT_ROUTE, ConfigError, Route, load_settings
-from relay.logs import setup_logging
+from relay.logs import one_line, setup_logging
 from relay.samples import SAMPLE_NAMES, load_sample
 from relay.signatures import sign
 from relay.store import STATES, Store
@@ -67,8 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--workers",
-        type=int,
-        default=int(os.environ.get("WEB_CONCURRENCY", "2")),
+        type=_positive_int,
+        default=None,
         help="gunicorn worker processes (default: $WEB_CONCURRENCY or 2)",
     )
     serve.add_argument(
@@ -186,6 +186,8 @@ def _serve(args: argparse.Namespace) -> int:
     setup_logging(settings.log_format, secrets=settings.secret_values())
     if not 1 <= args.port <= 65535:
         raise ConfigError(f"--port {args.port} is not a TCP port: use 1 to 65535")
+    if args.workers is None:
+        args.workers = _web_concurrency(os.environ.get("WEB_CONCURRENCY", ""))
     if args.workers < 1 or args.threads < 1:
         raise ConfigError("--workers and --threads must be at least 1")
     open_store(settings.database).close()
@@ -346,11 +348,11 @@ def _events(args: argparse.Namespace) -> int:
     header = f"{'ID':>6}  {'RECEIVED':<24}  {'ROUTE':<10}  {'EVENT':<40}  {'CHANGE':<45}  {'STATE':<10}  {'TRIES':>5}  LAST ERROR"
     print(header)
     for row in rows:
-        change = _change(row["old_state"], row["new_state"])
+        change = one_line(_change(row["old_state"], row["new_state"]))
         print(
             f"{row['id']:>6}  {row['received_at']:<24}  {row['route'][:10]:<10}  "
-            f"{(row['event_type'] or '-')[:40]:<40}  {change[:45]:<45}  {row['state']:<10}  "
-            f"{row['attempts']:>5}  {row['last_error'] or ''}"
+            f"{one_line(row['event_type'] or '-')[:40]:<40}  {change[:45]:<45}  {row['state']:<10}  "
+            f"{row['attempts']:>5}  {one_line(row['last_error'] or '')}"
         )
     return 0
 
@@ -479,6 +481,18 @@ def _positive_seconds(text: str) -> float:
             f"{text!r} is not a positive number of seconds"
         )
     return value
+
+
+def _web_concurrency(text: str) -> int:
+    if not text.strip():
+        return 2
+    try:
+        return _positive_int(text.strip())
+    except argparse.ArgumentTypeError:
+        raise ConfigError(
+            f"WEB_CONCURRENCY {text!r} is not a whole number of workers: set it to 1 "
+            "or more, or unset it for 2"
+        ) from None
 
 
 def _positive_int(text: str) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -115,6 +116,9 @@ def parse_event(body: bytes) -> tuple[Event, dict[str, Any]]:
         raise InvalidPayload("body is not valid JSON") from None
     if not isinstance(document, dict):
         raise InvalidPayload("body is not a JSON object")
+    if _has_lone_surrogate(text, document):
+        # "\ud800" alone decodes to a string that cannot be stored or sent on.
+        raise InvalidPayload("body contains an unpaired UTF-16 surrogate escape")
     data = document.get("data")
     if not isinstance(data, dict):
         raise InvalidPayload("body has no data object")
@@ -248,6 +252,20 @@ def _resource(relationships: Any) -> Resource | None:
             url = resource_url(resource_type, resource_id)
         return Resource(resource_type, resource_id, url)
     return None
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _has_lone_surrogate(text: str, document: Any) -> bool:
+    """Return whether decoding ``text`` as JSON left an unpaired surrogate."""
+    if not _SURROGATE_ESCAPE.search(text):
+        return False
+    try:
+        json.dumps(document, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _reject_constant(name: str) -> float:

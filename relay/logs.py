@@ -65,9 +65,9 @@ class TextFormatter(logging.Formatter):
             timespec="milliseconds"
         )
         line = f"{moment.replace('+00:00', 'Z')} {record.levelname} {record.name}: "
-        line += _one_line(record.getMessage())
+        line += one_line(record.getMessage())
         context = [
-            f"{name}={_one_line(str(getattr(record, name)))}"
+            f"{name}={one_line(str(getattr(record, name)))}"
             for name in CONTEXT_FIELDS
             if getattr(record, name, None) is not None
         ]
@@ -78,9 +78,15 @@ class TextFormatter(logging.Formatter):
         return line
 
 
-def _one_line(text: str) -> str:
-    """Escape line breaks, so text from a delivery cannot forge a log line."""
-    return text.replace("\\", "\\\\").replace("\r", "\\r").replace("\n", "\\n")
+def one_line(text: str) -> str:
+    """Escape control characters, so text from a delivery cannot forge a log line
+    or send escape sequences to a terminal."""
+    text = text.replace("\\", "\\\\")
+    return _CONTROL.sub(lambda match: _ESCAPES.get(match[0], f"\\x{ord(match[0]):02x}"), text)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 class JsonFormatter(logging.Formatter):

@@ -377,3 +377,40 @@ def test_rejection_log_is_rate_limited(caplog: Any) -> None:
     assert caplog.records[-1].getMessage() == (
         "rejected delivery: missing x-apple-signature header (7 more rejections not logged)"
     )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"data": {"type": "t\\ud800", "id": "a"}}',
+        b'{"data": {"type": "x", "id": "\\udfff"}}',
+    ],
+    ids=["type", "id"],
+)
+def test_webhook_records_body_with_lone_surrogate(store: Store, body: bytes) -> None:
+    response = post(client_for(store), body)
+    assert response.status_code == 400
+    assert "unpaired UTF-16 surrogate" in response.json["message"]
+    assert store.counts() == {"invalid": 1}
+
+
+def test_text_log_escapes_control_characters() -> None:
+    from relay.logs import one_line
+
+    assert one_line("a\x00b\x1b[31mc\td\\e") == "a\\x00b\\x1b[31mc\\td\\\\e"
+
+
+def test_setup_logging_redacts_configured_secret(capsys: Any) -> None:
+    from relay.logs import setup_logging
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        setup_logging("text", secrets=["s3cret-value-123"])
+        logging.getLogger("relay.test").warning("token is %s", "s3cret-value-123")
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    err = capsys.readouterr().err
+    assert "[redacted]" in err
+    assert "s3cret-value-123" not in err

@@ -424,3 +424,66 @@ def test_check_reports_non_github_answer(
     out = capsys.readouterr().out
     assert "not a GitHub API response" in out
     assert "did not answer" not in out
+
+
+@pytest.mark.parametrize("value", ["two", "0", "-3"])
+def test_serve_bad_web_concurrency_is_config_error(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: Any, value: str
+) -> None:
+    monkeypatch.setenv("WEB_CONCURRENCY", value)
+    assert main(["serve", "--port", "8099"]) == 2
+    assert "WEB_CONCURRENCY" in capsys.readouterr().err
+
+
+def test_help_works_with_bad_web_concurrency(
+    monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    monkeypatch.setenv("WEB_CONCURRENCY", "lots")
+    with pytest.raises(SystemExit) as caught:
+        main(["serve", "--help"])
+    assert caught.value.code == 0
+
+
+def test_demo_table_reports_unexpected_outcome(capsys: Any) -> None:
+    from relay.demo import Delivery, _print_table
+
+    good = Delivery(
+        "ping",
+        b"{}",
+        "sig",
+        200,
+        "accepted",
+        status=200,
+        answer={"status": "accepted", "delivery": 1},
+    )
+    wrong = Delivery(
+        "tampered",
+        b"{}",
+        "sig",
+        401,
+        "invalid_signature",
+        status=200,
+        answer={"status": "accepted", "delivery": 2},
+    )
+    payloads = {1: {"resource": None, "relay": {}}, 2: {"resource": None, "relay": {}}}
+    assert _print_table([good], payloads) is True
+    assert _print_table([good, wrong], payloads) is False
+    assert "UNEXPECTED" in capsys.readouterr().out
+
+
+def test_events_escapes_control_characters(
+    env: dict[str, str], store: Store, capsys: Any
+) -> None:
+    store.record(
+        NewDelivery(
+            route="default",
+            dedupe_key="id:ctl",
+            body=b"{}",
+            state="pending",
+            event_type="evil\n\x1b[2Jtype",
+        )
+    )
+    assert main(["events"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out
+    assert "evil\\n\\x1b[2Jtype" in out

@@ -134,3 +134,21 @@ def test_signature_error_never_echoes_header() -> None:
         verify(APPLE_BODY, header, [APPLE_SECRET])
     assert "a" * 16 not in str(caught.value)
     assert APPLE_SECRET.decode() not in str(caught.value)
+
+
+def test_verify_compares_every_secret_in_constant_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import relay.signatures
+
+    calls: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        calls.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(relay.signatures.hmac, "compare_digest", spy)
+    secrets = [b"first-secret", APPLE_SECRET, b"third-secret"]
+    assert verify(APPLE_BODY, f"hmacsha256={APPLE_DIGEST}", secrets) == 1
+    assert len(calls) == 3
