@@ -336,6 +336,8 @@ def _read_json(path: str | Path, what: str) -> Any:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{what} {str(path)!r} not found") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {str(path)!r} is not UTF-8 text") from None
     except OSError as exc:
         raise ConfigError(f"cannot read {what} {str(path)!r}: {exc.strerror}") from None
     try:
@@ -344,4 +346,8 @@ def _read_json(path: str | Path, what: str) -> Any:
         raise ConfigError(
             f"{what} {str(path)!r} is not valid JSON: {exc.msg} at line {exc.lineno}, "
             f"column {exc.colno}"
+        ) from None
+    except RecursionError:
+        raise ConfigError(
+            f"{what} {str(path)!r} is nested too deeply to read"
         ) from None

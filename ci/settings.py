@@ -196,6 +196,10 @@ def load_settings(
             ) from None
         logger.info("no settings file at %s; using the defaults", config_path)
         return Settings()
+    except UnicodeDecodeError:
+        raise ConfigError(
+            f"settings file {str(config_path)!r} is not UTF-8 text"
+        ) from None
     except OSError as exc:
         raise ConfigError(
             f"cannot read settings file {str(config_path)!r}: {exc.strerror}"
@@ -279,7 +283,9 @@ def _check_value(name: str, value: Any, spec: KeySpec, source: str) -> Any:
 
     if kind in ("bool", "optional_bool"):
         if not isinstance(value, bool):
-            raise invalid("true or false" + (" or null" if kind == "optional_bool" else ""))
+            raise invalid(
+                "true or false" + (" or null" if kind == "optional_bool" else "")
+            )
         return value
 
     if kind == "int":

@@ -526,3 +526,34 @@ def test_cli_prints_version(capsys: pytest.CaptureFixture[str]) -> None:
 
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.startswith("asc-ci ")
+
+
+@pytest.mark.parametrize(
+    ("option", "content", "message"),
+    [
+        ("--event-file", b"\xff\xfe{}", "is not UTF-8 text"),
+        ("--payload-file", b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        ("--config", b"\xff\xfe: x", "is not UTF-8 text"),
+    ],
+    ids=["event-not-utf8", "payload-too-deep", "settings-not-utf8"],
+)
+def test_cli_unreadable_input_exits_2(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    option: str,
+    content: bytes,
+    message: str,
+) -> None:
+    from ci.cli import main
+
+    path = tmp_path / "input"
+    path.write_bytes(content)
+    args = ["route", option, str(path)]
+    if option == "--config":
+        sample = tmp_path / "event.json"
+        sample.write_text('{"data": {"type": "webhookPingCreated", "id": "p"}}')
+        args += ["--payload-file", str(sample)]
+    assert main(args, environ={}) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
