@@ -90,7 +90,9 @@ class ConnectionFailedError(ApiError):
 ErrorParser = Callable[[requests.Response], tuple[str, list[dict[str, Any]]]]
 
 
-def default_error_parser(response: requests.Response) -> tuple[str, list[dict[str, Any]]]:
+def default_error_parser(
+    response: requests.Response,
+) -> tuple[str, list[dict[str, Any]]]:
     """Return a one-line summary and the error entries of a failed response."""
     try:
         body = response.json()
@@ -104,7 +106,10 @@ def default_error_parser(response: requests.Response) -> tuple[str, list[dict[st
             summary = "; ".join(
                 " ".join(
                     str(part)
-                    for part in (entry.get("code"), entry.get("detail") or entry.get("title"))
+                    for part in (
+                        entry.get("code"),
+                        entry.get("detail") or entry.get("title"),
+                    )
                     if part
                 )
                 for entry in entries
@@ -214,14 +219,23 @@ class HttpClient:
             except requests.RequestException as exc:
                 if attempt >= self.attempts:
                     raise ConnectionFailedError(
-                        method, shown, None,
+                        method,
+                        shown,
+                        None,
                         f"{method} {shown} failed after {attempt} attempts: "
                         f"{_describe_failure(exc)}",
                     ) from exc
-                delay = retry_delay(attempt, base=self.backoff_base, cap=self.backoff_cap)
+                delay = retry_delay(
+                    attempt, base=self.backoff_base, cap=self.backoff_cap
+                )
                 logger.warning(
                     "%s %s %s failed (%s); retry %d in %.1fs",
-                    self.name, method, shown, type(exc).__name__, attempt, delay,
+                    self.name,
+                    method,
+                    shown,
+                    type(exc).__name__,
+                    attempt,
+                    delay,
                 )
                 self.sleep(delay)
                 continue
@@ -229,23 +243,36 @@ class HttpClient:
             elapsed_ms = (time.monotonic() - started) * 1000
             logger.info(
                 "%s %s %s -> %d (%.0f ms)",
-                self.name, method, shown, response.status_code, elapsed_ms,
+                self.name,
+                method,
+                shown,
+                response.status_code,
+                elapsed_ms,
             )
             status = response.status_code
             if status < 400 or status in expected:
                 return response
             if status in retry_statuses and attempt < self.attempts:
                 delay = retry_delay(
-                    attempt, response.headers, base=self.backoff_base, cap=self.backoff_cap
+                    attempt,
+                    response.headers,
+                    base=self.backoff_base,
+                    cap=self.backoff_cap,
                 )
                 if status == 429 and "X-Rate-Limit" in response.headers:
                     logger.warning(
                         "%s rate limit reached (X-Rate-Limit: %s)",
-                        self.name, response.headers["X-Rate-Limit"],
+                        self.name,
+                        response.headers["X-Rate-Limit"],
                     )
                 logger.warning(
                     "%s %s %s returned %d; retry %d in %.1fs",
-                    self.name, method, shown, status, attempt, delay,
+                    self.name,
+                    method,
+                    shown,
+                    status,
+                    attempt,
+                    delay,
                 )
                 self.sleep(delay)
                 continue
