@@ -82,6 +82,14 @@ CREATE TABLE IF NOT EXISTS heartbeats (
 """
 
 
+# Columns set when a delivery is queued again from the start: its retry age
+# counts from the given time, and the last error no longer applies.
+_REQUEUE = (
+    "state = 'pending', next_attempt_at = 0, attempts = 0, received_ts = ?, "
+    "last_error = NULL"
+)
+
+
 @dataclass(frozen=True)
 class NewDelivery:
     """A verified delivery about to be recorded."""
@@ -264,9 +272,7 @@ class Store:
                 # A redelivery from App Store Connect after a failure (say, a
                 # token fixed since) is a request to try again, not a repeat.
                 db.execute(
-                    """UPDATE deliveries SET repeats = repeats + 1, state = 'pending',
-                    next_attempt_at = 0, attempts = 0, received_ts = ?
-                    WHERE id = ?""",
+                    f"UPDATE deliveries SET repeats = repeats + 1, {_REQUEUE} WHERE id = ?",
                     (moment.timestamp(), row["id"]),
                 )
                 return Recorded(int(row["id"]), False, "pending", requeued=True)
@@ -409,8 +415,7 @@ class Store:
                 return None
             if row["state"] in allowed:
                 db.execute(
-                    """UPDATE deliveries SET state = 'pending', next_attempt_at = 0,
-                    attempts = 0, received_ts = ?, last_error = NULL WHERE id = ?""",
+                    f"UPDATE deliveries SET {_REQUEUE} WHERE id = ?",
                     (time.time(), delivery_id),
                 )
             return str(row["state"])

@@ -414,3 +414,12 @@ def test_setup_logging_redacts_configured_secret(capsys: Any) -> None:
     err = capsys.readouterr().err
     assert "[redacted]" in err
     assert "s3cret-value-123" not in err
+
+
+def test_webhook_requeue_clears_last_error(store: Store) -> None:
+    client = client_for(store)
+    body = load_sample("build-upload-failed")
+    first = post(client, body).json["delivery"]
+    store.finish(first, "failed", payload=None, status=401, error="Bad credentials")
+    assert post(client, body).json["status"] == "requeued"
+    assert store.get(first)["last_error"] is None
