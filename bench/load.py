@@ -36,12 +36,9 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from relay.samples import load_sample, with_fresh_id
 from relay.signatures import sign
-from tests.relay.live import free_port
+from tests.relay.conftest import REPOSITORY, SECRET, TOKEN
+from tests.relay.live import start_relay
 from tests.standins.github import GitHubStandIn
-
-SECRET = "benchmark-secret-0123456789abcdef"
-TOKEN = "benchmark-token"
-REPOSITORY = "example/ios-app"
 
 
 def client(
@@ -98,52 +95,6 @@ def peak_memory(pid: int) -> dict[int, int]:
                 found[current] = int(line.split()[1])
         pending += [int(child) for child in children]
     return found
-
-
-def start_relay(
-    port: int, github_url: str, database: str, workers: int, threads: int, log: Path
-) -> subprocess.Popen[bytes]:
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "PYTHONPATH": str(REPO_ROOT),
-        "ASC_WEBHOOK_SECRET": SECRET,
-        "GITHUB_TOKEN": TOKEN,
-        "GITHUB_REPOSITORY": REPOSITORY,
-        "GITHUB_API_URL": github_url,
-        "RELAY_DATABASE": database,
-    }
-    command = [
-        sys.executable,
-        "-m",
-        "relay.cli",
-        "serve",
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-        "--threads",
-        str(threads),
-    ]
-    with open(log, "ab") as handle:
-        return subprocess.Popen(
-            command, env=env, stdout=handle, stderr=handle, start_new_session=True
-        )
-
-
-def wait_ready(port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit("the relay exited during start-up")
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            connection.request("GET", "/readyz")
-            if connection.getresponse().status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise SystemExit("the relay did not become ready in 30 s")
 
 
 def make_bodies(count: int, prefix: str) -> list[tuple[bytes, str]]:
@@ -276,13 +227,18 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     github = GitHubStandIn(tokens={TOKEN}, repositories={REPOSITORY}).start()
     workdir = Path(tempfile.mkdtemp(prefix="asc-relay-bench-"))
     database = str(workdir / "relay.db")
-    port = free_port()
     relay = start_relay(
-        port, github.url, database, args.workers, args.threads, workdir / "relay.log"
+        workdir,
+        github,
+        database,
+        "--workers",
+        str(args.workers),
+        "--threads",
+        str(args.threads),
     )
+    port = int(relay.url.rsplit(":", 1)[1])
     use_wrk = shutil.which("wrk") is not None and not args.python_client
     try:
-        wait_ready(port, relay)
         if use_wrk:
             load = acknowledge_with_wrk(port, args, workdir)
         else:
@@ -297,13 +253,13 @@ def run(args: argparse.Namespace) -> dict[str, object]:
 
         dispatched_in_load = len(github.dispatches)
         paced = paced_dispatch_latency(port, github, args)
-        memory = peak_memory(relay.pid)
+        memory = peak_memory(relay.process.pid)
     finally:
-        relay.send_signal(signal.SIGTERM)
+        relay.process.send_signal(signal.SIGTERM)
         try:
-            relay.wait(timeout=30)
+            relay.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            os.killpg(relay.pid, signal.SIGKILL)
+            relay.kill_group()
         github.stop()
 
     ids = [item.client_payload["id"] for item in github.dispatches]
@@ -394,7 +350,10 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    result = run(args)
+    try:
+        result = run(args)
+    except AssertionError as exc:  # start_relay's report of a relay that did not start
+        raise SystemExit(f"bench: {exc}") from None
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
