@@ -6,7 +6,7 @@ from __future__ import annotations
 class ConfigError(Exception):
     """A setting, credential or argument is missing or invalid (exit status 2).
 
-    The message names the variable or key and says how to fix it; it never
+    The message names the variable or key and gives the fix. It never
     contains a secret value.
     """
 

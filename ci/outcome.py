@@ -1,4 +1,4 @@
-"""What an automation did, step by step, for logs, summaries and exit codes."""
+"""Step-by-step results of an automation, for logs, summaries and exit codes."""
 
 from __future__ import annotations
 

@@ -40,7 +40,7 @@ class SubmitSettings:
     """The ``submit_for_review`` section."""
 
     enabled: bool = True
-    # None leaves the answer to the build's ITSAppUsesNonExemptEncryption.
+    # None leaves the choice to the build's ITSAppUsesNonExemptEncryption.
     uses_non_exempt_encryption: bool | None = None
     whats_new: str | None = None
     whats_new_locale: str = "en-US"

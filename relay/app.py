@@ -32,8 +32,8 @@ REQUEST_UUID_HEADER = "x-apple-request-uuid"
 class RejectionLog:
     """Log rejected signatures, at most ``limit`` lines a minute per process.
 
-    Anyone can POST unsigned requests, so each one must not cost a log line;
-    the lines held back are counted in the next one that is written.
+    Anyone can POST unsigned requests, so not each one may cost a log line.
+    The next line that is written counts the ones held back.
     """
 
     def __init__(self, limit: int = 20, window: float = 60.0) -> None:

@@ -14,8 +14,8 @@ import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 
-#: The longest any server hint is honoured, so a bogus header cannot park a
-#: delivery for days.
+#: Maximum wait, in seconds, taken from a server hint, so a bogus header cannot
+#: park a delivery for days.
 MAX_HINT_SECONDS = 3600.0
 
 

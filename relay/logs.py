@@ -82,7 +82,9 @@ def one_line(text: str) -> str:
     """Escape control characters, so text from a delivery cannot forge a log line
     or send escape sequences to a terminal."""
     text = text.replace("\\", "\\\\")
-    return _CONTROL.sub(lambda match: _ESCAPES.get(match[0], f"\\x{ord(match[0]):02x}"), text)
+    return _CONTROL.sub(
+        lambda match: _ESCAPES.get(match[0], f"\\x{ord(match[0]):02x}"), text
+    )
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")

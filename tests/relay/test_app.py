@@ -70,7 +70,7 @@ def test_webhook_answers_repeat_without_new_row(store: Store) -> None:
     assert store.get(1)["repeats"] == 1
 
 
-def test_webhook_treats_same_id_on_other_route_as_new(store: Store) -> None:
+def test_webhook_same_id_other_route_is_new(store: Store) -> None:
     client = client_for(store, make_route(), make_route("other-app"))
     body = load_sample("app-version-in-review")
     assert post(client, body).json["status"] == "accepted"

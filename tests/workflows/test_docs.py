@@ -19,7 +19,9 @@ def caller_text(path: Path = SETUP) -> str:
     blocks = re.findall(r"```yaml\n(.*?)```", path.read_text(), re.DOTALL)
     callers = [block for block in blocks if REUSABLE in block]
     assert len(callers) == 1, f"{path.name} should show exactly one caller workflow"
-    return callers[0].replace(SHA_PLACEHOLDER, "0123456789abcdef0123456789abcdef01234567")
+    return callers[0].replace(
+        SHA_PLACEHOLDER, "0123456789abcdef0123456789abcdef01234567"
+    )
 
 
 def caller_job() -> dict[str, Any]:
@@ -34,7 +36,7 @@ def reusable_interface() -> dict[str, Any]:
 
 
 def test_caller_follows_rules() -> None:
-    # The calling job must grant what the release job asks for, or it cannot get it.
+    # The calling job must grant what the release job requests, or it cannot get it.
     allowed = {"asc": {"contents", "pull-requests"}}
     assert rules.all_rules(caller_text(), write_allowed=allowed) == []
 
@@ -72,7 +74,10 @@ def test_caller_names_every_secret() -> None:
 
 
 def test_caller_grants_release_write() -> None:
-    assert caller_job()["permissions"] == {"contents": "write", "pull-requests": "write"}
+    assert caller_job()["permissions"] == {
+        "contents": "write",
+        "pull-requests": "write",
+    }
 
 
 def test_settings_example_valid(tmp_path: Path) -> None:

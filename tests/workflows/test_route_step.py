@@ -34,17 +34,32 @@ def with_state(body: dict[str, Any], old: str, new: str, keys: tuple[str, str]) 
 COMPLETE = with_state(BUILD_UPLOAD, "PROCESSING", "COMPLETE", ("oldState", "newState"))
 FAILED = with_state(BUILD_UPLOAD, "PROCESSING", "FAILED", ("oldState", "newState"))
 RELEASED = with_state(
-    VERSION, "PENDING_DEVELOPER_RELEASE", "READY_FOR_DISTRIBUTION", ("oldValue", "newValue")
+    VERSION,
+    "PENDING_DEVELOPER_RELEASE",
+    "READY_FOR_DISTRIBUTION",
+    ("oldValue", "newValue"),
 )
 REJECTED = with_state(VERSION, "IN_REVIEW", "REJECTED", ("oldValue", "newValue"))
 
 CASES = [
-    pytest.param({"client_payload": {"event": "x"}, "payload": COMPLETE}, "none", id="unknown"),
-    pytest.param({"inputs": {"payload": json.dumps(COMPLETE)}}, "submit-for-review", id="complete"),
-    pytest.param({"inputs": {"payload": json.dumps(FAILED)}}, "notify-build-failed", id="failed"),
-    pytest.param({"inputs": {"payload": json.dumps(RELEASED)}}, "release", id="released"),
     pytest.param(
-        {"inputs": {"payload": json.dumps(REJECTED)}}, "notify-review-state", id="rejected"
+        {"client_payload": {"event": "x"}, "payload": COMPLETE}, "none", id="unknown"
+    ),
+    pytest.param(
+        {"inputs": {"payload": json.dumps(COMPLETE)}},
+        "submit-for-review",
+        id="complete",
+    ),
+    pytest.param(
+        {"inputs": {"payload": json.dumps(FAILED)}}, "notify-build-failed", id="failed"
+    ),
+    pytest.param(
+        {"inputs": {"payload": json.dumps(RELEASED)}}, "release", id="released"
+    ),
+    pytest.param(
+        {"inputs": {"payload": json.dumps(REJECTED)}},
+        "notify-review-state",
+        id="rejected",
     ),
     pytest.param({"inputs": {"payload": json.dumps(PING)}}, "none", id="ping"),
     pytest.param(
